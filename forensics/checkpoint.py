@@ -1,0 +1,164 @@
+"""Self-describing checkpoints: a directory with `model.safetensors` (weights) and `model.json`
+(everything needed to rebuild the model and its preprocessing).
+
+Loading never unpickles: safetensors holds plain tensors and the metadata is JSON, so a
+checkpoint from someone else is data, not code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from forensics.atomic import write_atomic, write_text_atomic
+from forensics.models import ARCHITECTURES, HEADS, STEMS, build_model
+from forensics.transforms import DataConfig
+
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+FORMAT_VERSION = 1
+CLASS_NAMES = ("real", "fake")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+MAX_METADATA_BYTES = 5 * 1024 * 1024
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupt, tampered with or incompatible; the message says which."""
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    metadata: Mapping[str, Any],
+    *,
+    half: bool = False,
+) -> Path:
+    """Write `model` and `metadata` as a checkpoint directory; returns the directory.
+
+    `metadata` must name architecture, head and data config (input_size, resize, mean, std);
+    `half=True` stores float16 weights (upcast on load) to keep shipped files small.
+    """
+    directory = Path(directory)
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "class_names": list(CLASS_NAMES),
+        "threshold": 0.5,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"torch": torch.__version__, "forensics": _package_version()},
+        **dict(metadata),
+        "weights_dtype": "float16" if half else "float32",
+    }
+    validate_metadata(meta)
+    write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    write_text_atomic(directory / METADATA_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+    return directory
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The validated `model.json` of a checkpoint directory."""
+    directory = Path(directory)
+    path = directory / METADATA_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {METADATA_FILE}")
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise CheckpointError(f"{path} is implausibly large for checkpoint metadata")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    validate_metadata(meta)
+    return meta
+
+
+def validate_metadata(meta: Any) -> None:
+    """Raise CheckpointError unless `meta` describes a model this code can build safely."""
+    if not isinstance(meta, dict):
+        raise CheckpointError("checkpoint metadata must be a JSON object")
+    arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(
+            f"unknown architecture {arch!r} in checkpoint; valid: {list(ARCHITECTURES)}"
+        )
+    if meta.get("head", "linear") not in HEADS:
+        raise CheckpointError(f"unknown head {meta.get('head')!r}; valid: {list(HEADS)}")
+    if meta.get("stem", "imagenet") not in STEMS:
+        raise CheckpointError(f"unknown stem {meta.get('stem')!r}; valid: {list(STEMS)}")
+    if meta.get("layer4_stride", 2) not in (1, 2):
+        raise CheckpointError(f"layer4_stride must be 1 or 2, got {meta.get('layer4_stride')!r}")
+    if list(meta.get("class_names", CLASS_NAMES)) != list(CLASS_NAMES):
+        raise CheckpointError(f"class_names must be {list(CLASS_NAMES)} (0 = real, 1 = fake)")
+    threshold = meta.get("threshold", 0.5)
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise CheckpointError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    try:
+        data_config_from_metadata(meta)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid preprocessing settings in checkpoint: {exc}") from None
+
+
+def data_config_from_metadata(meta: Mapping[str, Any]) -> DataConfig:
+    return DataConfig.from_dict(meta.get("data", {}))
+
+
+def build_model_from_metadata(meta: Mapping[str, Any]) -> nn.Module:
+    return build_model(
+        meta["architecture"],
+        head=meta.get("head", "linear"),
+        stem=meta.get("stem", "imagenet"),
+        layer4_stride=meta.get("layer4_stride", 2),
+    )
+
+
+def load_checkpoint(directory: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model (float32, eval mode, CPU) and return it with its metadata.
+
+    None loads the shipped default checkpoint. Raises CheckpointError for anything wrong.
+    """
+    directory = Path(directory) if directory is not None else DEFAULT_CHECKPOINT
+    meta = read_metadata(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights} is corrupt or truncated ({exc})") from None
+    model = build_model_from_metadata(meta)
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and tensor.dtype != expected[key].dtype:
+            if not (tensor.is_floating_point() and expected[key].is_floating_point()):
+                raise CheckpointError(
+                    f"{weights}: tensor {key} has dtype {tensor.dtype}, expected {expected[key].dtype}"
+                )
+            state[key] = tensor.to(expected[key].dtype)  # float16 on disk -> float32 in memory
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise CheckpointError(
+            f"weights in {weights} do not match architecture {meta['architecture']!r}: {detail}"
+        ) from None
+    model.eval()
+    return model, meta
+
+
+def _package_version() -> str:
+    from forensics import __version__
+
+    return __version__

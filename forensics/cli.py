@@ -1,0 +1,130 @@
+"""Command line: `python -m forensics predict IMG...` and `python -m forensics evaluate --data DIR`.
+
+Exit codes: 0 success; 1 some images could not be read (the others are still reported);
+2 bad arguments, a bad dataset or a bad checkpoint, with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A problem the user can fix by changing the command; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m forensics",
+        description="Real-vs-AI-generated image forensics with explainable verdicts.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="give a verdict for each image")
+    predict.add_argument("images", nargs="+", type=Path, help="image files")
+    predict.add_argument("--checkpoint", type=Path, default=None,
+                         help="checkpoint directory (default: the shipped model)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
+    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
+    evaluate.add_argument("--split", default="all",
+                          help="train, val, test or all (default: all); needs split folders "
+                          "or --splits")
+    evaluate.add_argument("--splits", type=Path, default=None,
+                          help="a split file (CSV, as saved by training) to apply to the data")
+    evaluate.add_argument("--checkpoint", type=Path, default=None,
+                          help="checkpoint directory (default: the shipped model)")
+    evaluate.add_argument("--out", type=Path, required=True,
+                          help="folder for metrics.json and predictions.csv")
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "predict":
+            return run_predict(args)
+        return run_evaluate(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _load(checkpoint: Path | None):
+    from forensics.checkpoint import CheckpointError
+    from forensics.detector import load_detector
+
+    try:
+        return load_detector(checkpoint)
+    except CheckpointError as exc:
+        raise UsageError(f"bad checkpoint: {exc}") from None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from forensics.images import ImageLoadError
+
+    detector = _load(args.checkpoint)
+    failures = 0
+    for path in args.images:
+        try:
+            verdict = detector.predict(path)
+        except ImageLoadError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"path": str(path), "error": str(exc)}))
+            else:
+                print(f"{path}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"path": str(path), **verdict.to_dict(),
+                              "checkpoint_id": detector.checkpoint_id}))
+        else:
+            print(f"{path}: {verdict.label} (prob_fake {verdict.prob_fake:.4f}, "
+                  f"threshold {verdict.threshold:.2f})")
+    return 1 if failures else 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from forensics.data import SPLITS, build_manifest, load_splits
+    from forensics.evaluation import run_evaluation, write_evaluation
+
+    if args.split != "all" and args.split not in SPLITS:
+        raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    detector = _load(args.checkpoint)
+    try:
+        discovery = build_manifest(args.data)
+        manifest = discovery.manifest
+        if args.splits is not None:
+            manifest = load_splits(manifest, args.splits)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if not discovery.skipped.empty:
+        print(f"skipped {len(discovery.skipped)} unreadable or unlabelled files "
+              f"(listed in {args.out / 'skipped.csv'})", file=sys.stderr)
+    if args.split != "all":
+        if manifest["split"].isna().all():
+            raise UsageError(f"{args.data} has no split folders; use --split all or --splits FILE")
+        manifest = manifest[manifest["split"] == args.split].reset_index(drop=True)
+        if manifest.empty:
+            raise UsageError(f"the {args.split} split is empty")
+    table, metrics = run_evaluation(detector, args.data, manifest,
+                                    batch_size=args.batch_size, num_workers=args.workers)
+    metrics["split"] = args.split
+    write_evaluation(args.out, table, metrics)
+    if not discovery.skipped.empty:
+        discovery.skipped.to_csv(args.out / "skipped.csv", index=False)
+    auc = metrics["roc_auc"]
+    print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}, "
+          f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'} -> {args.out}")
+    return 0

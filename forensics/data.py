@@ -1,0 +1,393 @@
+"""Datasets: discovery in the known layouts, manifests with content hashes, seeded splits,
+duplicate/leakage reports and a torch Dataset over a manifest.
+
+A dataset root is a folder or a `.zip` archive; `.zip` archives inside a folder are read in
+place too (their members appear as `archive.zip/member/path`). Paths in a manifest are relative
+to the root, and labels come from folder names, never from sort order or file names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from forensics.atomic import write_atomic
+from forensics.images import ImageLoadError, load_image
+
+LABELS = {"real": 0, "fake": 1}
+LABEL_NAMES = ("real", "fake")
+LABEL_ALIASES = {
+    **dict.fromkeys(("real", "genuine", "authentic", "training_real"), "real"),
+    **dict.fromkeys(("fake", "ai", "synthetic", "generated", "training_fake"), "fake"),
+}
+SPLIT_ALIASES = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format"]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files from a folder and from zip archives in place
+# --------------------------------------------------------------------------------------------
+
+
+class ImageStore:
+    """Lists and reads the image files under a dataset root (folder, zip, or folder with zips).
+
+    Safe to use from several threads and from forked DataLoader workers: each process and
+    thread opens its own zip handles.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        if not self.root.exists():
+            raise FileNotFoundError(f"dataset root not found: {self.root}")
+        if self.root.is_file() and not zipfile.is_zipfile(self.root):
+            raise ValueError(f"dataset root {self.root} is a file but not a .zip archive")
+        self._local = threading.local()
+
+    def list_files(self) -> list[str]:
+        """Sorted relative paths (POSIX style) of every file with an image extension."""
+        if self.root.is_file():
+            return sorted(_zip_image_members(self.root))
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(self.root)
+            for name in filenames:
+                rel = (rel_dir / name).as_posix()
+                suffix = Path(name).suffix.lower()
+                if suffix in IMAGE_EXTENSIONS:
+                    found.append(rel)
+                elif suffix == ".zip" and zipfile.is_zipfile(Path(dirpath) / name):
+                    found += [f"{rel}/{m}" for m in _zip_image_members(Path(dirpath) / name)]
+        return sorted(found)
+
+    def read_bytes(self, rel_path: str) -> bytes:
+        if self.root.is_file():
+            return self._zip(self.root).read(rel_path)
+        archive, member = _split_archive_path(rel_path)
+        if archive is not None:
+            return self._zip(self.root / archive).read(member)
+        return (self.root / rel_path).read_bytes()
+
+    def load_image(self, rel_path: str) -> Image.Image:
+        """Decoded RGB image; ImageLoadError if unreadable or missing."""
+        try:
+            data = self.read_bytes(rel_path)
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise ImageLoadError(f"cannot read {rel_path}: {exc}") from None
+        return load_image(data)
+
+    def _zip(self, path: Path) -> zipfile.ZipFile:
+        handles = getattr(self._local, "handles", None)
+        if handles is None or self._local.pid != os.getpid():
+            handles = self._local.handles = {}
+            self._local.pid = os.getpid()
+        if path not in handles:
+            handles[path] = zipfile.ZipFile(path)
+        return handles[path]
+
+    def __getstate__(self) -> dict:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict) -> None:
+        self.root = state["root"]
+        self._local = threading.local()
+
+
+def _zip_image_members(path: Path) -> Iterator[str]:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = PurePosixPath(info.filename)
+            if (
+                not info.is_dir()
+                and name.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith((".", "__MACOSX")) for part in name.parts)
+            ):
+                yield info.filename
+
+
+def _split_archive_path(rel_path: str) -> tuple[str | None, str]:
+    parts = rel_path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.lower().endswith(".zip"):
+            return "/".join(parts[: i + 1]), "/".join(parts[i + 1 :])
+    return None, rel_path
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery and manifests
+# --------------------------------------------------------------------------------------------
+
+
+def infer_label_and_split(rel_path: str) -> tuple[str | None, str | None]:
+    """Label ('real'|'fake'|None) from the innermost folder alias, split from any split folder."""
+    folders = [p.lower() for p in PurePosixPath(rel_path).parts[:-1]]
+    label = next((LABEL_ALIASES[f] for f in reversed(folders) if f in LABEL_ALIASES), None)
+    split = next((SPLIT_ALIASES[f] for f in reversed(folders) if f in SPLIT_ALIASES), None)
+    return label, split
+
+
+@dataclass
+class Discovery:
+    """Result of scanning a root: a manifest of readable images and a table of skipped files."""
+
+    manifest: pd.DataFrame  # MANIFEST_COLUMNS; label is 0/1; split may be None
+    skipped: pd.DataFrame  # path, reason
+
+    @property
+    def has_splits(self) -> bool:
+        return bool(self.manifest["split"].notna().any())
+
+
+def build_manifest(
+    root: str | Path,
+    *,
+    progress: bool = True,
+    progress_callback: Callable[[int, int], None] | None = None,
+) -> Discovery:
+    """Scan `root`, decode every image once, and return its manifest and the skipped files.
+
+    Files outside any real/fake folder, and files that do not decode, are listed in `skipped`
+    with the reason; they never stop the scan.
+    """
+    store = ImageStore(root)
+    paths = store.list_files()
+    if not paths:
+        raise ValueError(f"no image files found under {root}")
+    rows, skipped = [], []
+    for i, rel in enumerate(tqdm(paths, desc="scanning", unit="img", disable=not progress)):
+        if progress_callback is not None and i % 200 == 0:
+            progress_callback(i, len(paths))
+        label, split = infer_label_and_split(rel)
+        if label is None:
+            skipped.append((rel, "not inside a real/fake folder"))
+            continue
+        try:
+            data = store.read_bytes(rel)
+            # Decode through load_image first: it turns every bad input (decompression bombs,
+            # broken headers) into ImageLoadError, which a bare Image.open would not.
+            image = load_image(data)
+            with Image.open(io.BytesIO(data)) as probe:
+                file_format = probe.format
+        except (ImageLoadError, OSError, KeyError, zipfile.BadZipFile) as exc:
+            skipped.append((rel, str(exc)))
+            continue
+        rows.append(
+            (
+                rel,
+                LABELS[label],
+                split,
+                hashlib.sha256(data).hexdigest(),
+                image.width,
+                image.height,
+                file_format,
+            )
+        )
+    if progress_callback is not None:
+        progress_callback(len(paths), len(paths))
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    if manifest.empty:
+        raise ValueError(f"no readable images inside real/fake folders under {root}")
+    split_found = manifest["split"].notna()
+    if split_found.any() and not split_found.all():
+        # Mixing split folders with loose files is ambiguous; keep the split ones.
+        for rel in manifest.loc[~split_found, "path"]:
+            skipped.append((rel, "outside the train/val/test folders used by the rest"))
+        manifest = manifest[split_found].reset_index(drop=True)
+    manifest["label"] = manifest["label"].astype(int)
+    return Discovery(manifest, pd.DataFrame(skipped, columns=["path", "reason"]))
+
+
+def assign_splits(
+    manifest: pd.DataFrame,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Stratified, seeded train/val/test split; identical files (same sha256) share a split.
+
+    If the manifest already has train and test but no val, val is carved from train with the
+    val fraction relative to train+val. Returns a copy with the `split` column filled.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1):
+        raise ValueError(
+            f"fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
+    out = manifest.copy()
+    present = set(out["split"].dropna())
+    if present and "val" in present:
+        return out
+    if present:
+        if "train" not in present:
+            raise ValueError(f"dataset has splits {sorted(present)} but no train split")
+        train_rows = out["split"] == "train"
+        val_share = fractions[1] / (fractions[0] + fractions[1])
+        out.loc[train_rows, "split"] = _grouped_split(
+            out[train_rows], [1 - val_share, val_share], ["train", "val"], seed
+        )
+        return out
+    out["split"] = _grouped_split(out, list(fractions), list(SPLITS), seed)
+    return out
+
+
+def _grouped_split(
+    frame: pd.DataFrame, fractions: list[float], names: list[str], seed: int
+) -> np.ndarray:
+    """Split the unique hashes of `frame` by label, then give every row its hash's split."""
+    groups = frame.drop_duplicates("sha256").sort_values("path")
+    keys, labels = groups["sha256"].to_numpy(), groups["label"].to_numpy()
+    assignment: dict[str, str] = {}
+    remaining_keys, remaining_labels, remaining_share = keys, labels, 1.0
+    for name, share in zip(names[:-1], fractions[:-1]):
+        take = share / remaining_share
+        if take >= 1 or len(remaining_keys) == 0:
+            chosen, rest, chosen_labels, rest_labels = (
+                remaining_keys,
+                remaining_keys[:0],
+                remaining_labels,
+                remaining_labels[:0],
+            )
+        elif take <= 0:
+            chosen, rest = remaining_keys[:0], remaining_keys
+            chosen_labels, rest_labels = remaining_labels[:0], remaining_labels
+        else:
+            stratify = remaining_labels if np.bincount(remaining_labels).min() >= 2 else None
+            chosen, rest, chosen_labels, rest_labels = train_test_split(
+                remaining_keys,
+                remaining_labels,
+                train_size=take,
+                random_state=seed,
+                stratify=stratify,
+            )
+        assignment.update(dict.fromkeys(chosen, name))
+        remaining_keys, remaining_labels = rest, rest_labels
+        remaining_share -= share
+    assignment.update(dict.fromkeys(remaining_keys, names[-1]))
+    return frame["sha256"].map(assignment).to_numpy()
+
+
+def save_splits(manifest: pd.DataFrame, path: str | Path) -> None:
+    """Write path, label, split, sha256 so a split can be reproduced and audited exactly."""
+    columns = ["path", "label", "split", "sha256"]
+    write_atomic(
+        Path(path),
+        lambda tmp: manifest[columns].to_csv(tmp, index=False, compression=_compression(path)),
+    )
+
+
+def load_splits(manifest: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Apply a saved split file to `manifest`; rows missing from the file are dropped, loudly."""
+    saved = pd.read_csv(path, compression=_compression(path))
+    if not {"path", "split"} <= set(saved.columns):
+        raise ValueError(f"{path} is not a split file (needs path and split columns)")
+    out = manifest.drop(columns="split").merge(saved[["path", "split"]], on="path", how="inner")
+    if out.empty:
+        raise ValueError(f"none of the paths in {path} are in this dataset")
+    return out.reset_index(drop=True)
+
+
+def _compression(path: str | Path) -> str | None:
+    return "gzip" if str(path).endswith(".gz") else None
+
+
+def find_duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Groups of byte-identical files: sha256, count, paths, labels, splits, and flags for
+    cross-split leakage and conflicting labels. Empty when every file is unique."""
+    columns = ["sha256", "count", "paths", "labels", "splits", "cross_split", "label_conflict"]
+    dup = manifest[manifest.duplicated("sha256", keep=False)]
+    if dup.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for sha, group in dup.groupby("sha256", sort=True):
+        splits = sorted({str(s) for s in group["split"]})
+        labels = sorted({LABEL_NAMES[int(v)] for v in group["label"]})
+        rows.append(
+            (sha, len(group), list(group["path"]), labels, splits, len(splits) > 1, len(labels) > 1)
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dataset_fingerprint(manifest: pd.DataFrame) -> str:
+    """A short hash of the manifest's (path, sha256, split) rows: same data + same split = same id."""
+    digest = hashlib.sha256()
+    for row in manifest.sort_values("path")[["path", "sha256", "split"]].itertuples(index=False):
+        digest.update(f"{row[0]}\t{row[1]}\t{row[2]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def summarize_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Image counts per split and class."""
+    table = manifest.assign(label=manifest["label"].map(dict(enumerate(LABEL_NAMES))))
+    return table.groupby(["split", "label"], dropna=False).size().unstack(fill_value=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Torch Dataset
+# --------------------------------------------------------------------------------------------
+
+
+class ManifestDataset(torch.utils.data.Dataset):
+    """(tensor, label) pairs for the rows of a manifest, decoded through `forensics.images`.
+
+    `cache_decoded=True` keeps decoded images in memory after first use, which pays off for
+    small images read every epoch (CIFAKE's 32x32 JPEGs: ~3 KB each). Unreadable files raise
+    ImageLoadError; build the manifest first, which skips them.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        manifest: pd.DataFrame,
+        transform: Callable[[Image.Image], torch.Tensor],
+        *,
+        cache_decoded: bool = False,
+    ) -> None:
+        self.store = ImageStore(root)
+        self.paths = manifest["path"].tolist()
+        self.labels = manifest["label"].astype(int).tolist()
+        self.transform = transform
+        self._cache: list[np.ndarray | None] | None = (
+            [None] * len(self.paths) if cache_decoded else None
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.load(index)), self.labels[index]
+
+    def load(self, index: int) -> Image.Image:
+        if self._cache is None:
+            return self.store.load_image(self.paths[index])
+        pixels = self._cache[index]
+        if pixels is None:
+            pixels = self._cache[index] = np.asarray(self.store.load_image(self.paths[index]))
+        return Image.fromarray(pixels)
+
+    def preload(self, *, progress: bool = True) -> None:
+        """Decode every image now (in this process, before DataLoader workers fork)."""
+        if self._cache is None:
+            self._cache = [None] * len(self.paths)
+        for i in tqdm(range(len(self)), desc="decoding", unit="img", disable=not progress):
+            self.load(i)

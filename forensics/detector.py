@@ -1,0 +1,188 @@
+"""The Detector: one loaded checkpoint that gives verdicts and explains them.
+
+A Detector is shared by every app session and thread. All passes through the model take one
+lock: a CAM attaches hooks to the shared model, and a plain `predict` running meanwhile would
+feed those hooks and corrupt the heatmap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from forensics.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    WEIGHTS_FILE,
+    data_config_from_metadata,
+    load_checkpoint,
+)
+from forensics.data import LABEL_NAMES
+from forensics.explain import (
+    CLASS_INDEX,
+    check_method,
+    check_target,
+    compute_cam,
+    overlay_heatmap,
+)
+from forensics.images import ImageSource, load_image
+from forensics.models import get_cam_target_layer
+from forensics.transforms import build_eval_transform, describe_resampling, to_display
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`label` is "fake" when `prob_fake >= threshold`, else "real"."""
+
+    label: str
+    prob_fake: float
+    threshold: float
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the class the verdict names, in [0.5, 1] at the default threshold."""
+        return self.prob_fake if self.label == "fake" else 1.0 - self.prob_fake
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "prob_fake": self.prob_fake, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A heatmap (float32 HxW in [0,1]) over the view the model saw (uint8 HxWx3)."""
+
+    verdict: Verdict
+    method: str
+    target: str
+    heatmap: np.ndarray = field(repr=False)
+    view: np.ndarray = field(repr=False)
+    overlay: np.ndarray = field(repr=False)
+
+
+class Detector:
+    """A model plus the preprocessing and threshold its checkpoint records."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        metadata: dict[str, Any],
+        *,
+        checkpoint_dir: Path | None = None,
+        checkpoint_id: str = "",
+    ) -> None:
+        self.model = model.eval()
+        self.metadata = metadata
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_id = checkpoint_id
+        self.data_config = data_config_from_metadata(metadata)
+        self.threshold = float(metadata.get("threshold", 0.5))
+        self.transform = build_eval_transform(self.data_config)
+        self.target_layer = get_cam_target_layer(model)
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- verdicts
+
+    def predict(self, image: ImageSource) -> Verdict:
+        return self.predict_batch([image], batch_size=1)[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[ImageSource],
+        batch_size: int = 32,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Verdict]:
+        """Verdicts for many images, `batch_size` at a time. Raises ImageLoadError on the first
+        unreadable image; `progress(done, total)` is called after each batch."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        verdicts: list[Verdict] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            batch = torch.stack([self.transform(load_image(img)) for img in chunk])
+            verdicts += [self._verdict(p) for p in self.predict_tensor(batch)]
+            if progress is not None:
+                progress(len(verdicts), len(images))
+        return verdicts
+
+    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        """prob_fake (N,) for a preprocessed batch (N, 3, H, W)."""
+        with self._lock, torch.inference_mode():
+            logits = self.model(batch)
+        return torch.softmax(logits.float(), dim=1)[:, CLASS_INDEX["fake"]].numpy()
+
+    def _verdict(self, prob_fake: float) -> Verdict:
+        prob_fake = float(prob_fake)
+        label = LABEL_NAMES[int(prob_fake >= self.threshold)]
+        return Verdict(label=label, prob_fake=prob_fake, threshold=self.threshold)
+
+    # ---------------------------------------------------------------- explanations
+
+    def explain(
+        self,
+        image: ImageSource,
+        method: str = "gradcam",
+        target: str = "predicted",
+        *,
+        opacity: float = 0.5,
+        batch_size: int = 32,
+    ) -> Explanation:
+        """Verdict plus a CAM heatmap for `target` ("predicted", "fake" or "real") over the view
+        the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes."""
+        check_method(method)
+        check_target(target)
+        rgb = load_image(image)
+        tensor = self.transform(rgb).unsqueeze(0)
+        verdict = self._verdict(self.predict_tensor(tensor)[0])
+        explained = verdict.label if target == "predicted" else target
+        with self._lock:
+            heatmap = compute_cam(
+                self.model,
+                self.target_layer,
+                tensor,
+                method=method,
+                class_index=CLASS_INDEX[explained],
+                batch_size=batch_size,
+            )[0]
+        view = to_display(rgb, self.data_config)
+        return Explanation(
+            verdict=verdict,
+            method=method,
+            target=explained,
+            heatmap=heatmap,
+            view=view,
+            overlay=overlay_heatmap(view, heatmap, opacity=opacity),
+        )
+
+    def domain_warning(self, image: Image.Image) -> str | None:
+        """One sentence when `image` is far from the training resolution, else None."""
+        return describe_resampling(image.size, self.data_config)
+
+
+def load_detector(path: str | Path | None = None) -> Detector:
+    """Load a checkpoint directory (None: the shipped default) as a Detector.
+
+    Raises CheckpointError for a missing, corrupt, tampered or incompatible checkpoint.
+    """
+    directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    model, meta = load_checkpoint(directory)
+    return Detector(
+        model, meta, checkpoint_dir=directory, checkpoint_id=_checkpoint_id(directory)
+    )
+
+
+def _checkpoint_id(directory: Path) -> str:
+    """First 12 hex digits of the weights file's SHA-256: names exactly these weights."""
+    digest = hashlib.sha256()
+    with open(directory / WEIGHTS_FILE, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]

@@ -1,0 +1,215 @@
+"""Pure functions on (labels, prob_fake, threshold): metrics, curves, calibration and the
+predictions table. Fake (1) is the positive class: a true positive is a generated image caught.
+
+Shapes: `labels` (N,) ints in {0, 1}; `prob_fake` (N,) floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from forensics.atomic import write_atomic, write_text_atomic
+from forensics.data import LABEL_NAMES
+
+
+def _as_arrays(labels: Sequence[int], prob_fake: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels, dtype=int).ravel()
+    p = np.asarray(prob_fake, dtype=float).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and prob_fake {p.shape} differ in length")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    if p.size and (np.isnan(p).any() or p.min() < 0 or p.max() > 1):
+        raise ValueError("prob_fake must be finite and within [0, 1]")
+    return y, p
+
+
+def predict_labels(prob_fake: Sequence[float], *, threshold: float = 0.5) -> np.ndarray:
+    """1 (fake) where prob_fake >= threshold, else 0 (real)."""
+    return (np.asarray(prob_fake, dtype=float) >= threshold).astype(int)
+
+
+def compute_confusion(
+    labels: Sequence[int], prob_fake: Sequence[float], *, threshold: float = 0.5
+) -> dict[str, int]:
+    """Counts tp, fp, tn, fn with fake as the positive class."""
+    y, p = _as_arrays(labels, prob_fake)
+    tn, fp, fn, tp = skm.confusion_matrix(
+        y, predict_labels(p, threshold=threshold), labels=[0, 1]
+    ).ravel()
+    return {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)}
+
+
+def compute_metrics(
+    labels: Sequence[int],
+    prob_fake: Sequence[float],
+    *,
+    threshold: float = 0.5,
+    n_bins: int = 15,
+) -> dict[str, float | int | None]:
+    """Accuracy, precision, recall, F1, specificity, balanced accuracy, ROC-AUC, average
+    precision, ECE, log loss and the confusion counts. Undefined values (AUC with one class
+    present, say) are None, never a made-up number."""
+    y, p = _as_arrays(labels, prob_fake)
+    if y.size == 0:
+        raise ValueError("cannot compute metrics on zero samples")
+    pred = predict_labels(p, threshold=threshold)
+    confusion = compute_confusion(y, p, threshold=threshold)
+    tn, fp = confusion["tn"], confusion["fp"]
+    both_classes = len(np.unique(y)) == 2
+    return {
+        "n": int(y.size),
+        "threshold": float(threshold),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "specificity": float(tn / (tn + fp)) if tn + fp else None,
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)) if both_classes else None,
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both_classes else None,
+        "average_precision": float(skm.average_precision_score(y, p)) if both_classes else None,
+        "ece": expected_calibration_error(y, p, n_bins=n_bins),
+        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        **confusion,
+    }
+
+
+def compute_roc_curve(labels: Sequence[int], prob_fake: Sequence[float]) -> dict[str, np.ndarray]:
+    """fpr, tpr and the thresholds at which they are reached (sklearn's roc_curve)."""
+    y, p = _as_arrays(labels, prob_fake)
+    fpr, tpr, thresholds = skm.roc_curve(y, p)
+    return {"fpr": fpr, "tpr": tpr, "thresholds": thresholds}
+
+
+def compute_pr_curve(labels: Sequence[int], prob_fake: Sequence[float]) -> dict[str, np.ndarray]:
+    """precision, recall and thresholds (sklearn's precision_recall_curve; fake is positive)."""
+    y, p = _as_arrays(labels, prob_fake)
+    precision, recall, thresholds = skm.precision_recall_curve(y, p)
+    return {"precision": precision, "recall": recall, "thresholds": thresholds}
+
+
+def compute_reliability(
+    labels: Sequence[int], prob_fake: Sequence[float], *, n_bins: int = 15
+) -> pd.DataFrame:
+    """Per equal-width bin of prob_fake: count, mean predicted prob_fake, observed share of fakes."""
+    y, p = _as_arrays(labels, prob_fake)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = index == b
+        count = int(mask.sum())
+        rows.append(
+            {
+                "bin_low": edges[b],
+                "bin_high": edges[b + 1],
+                "count": count,
+                "mean_prob_fake": float(p[mask].mean()) if count else math.nan,
+                "fraction_fake": float(y[mask].mean()) if count else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(
+    labels: Sequence[int], prob_fake: Sequence[float], *, n_bins: int = 15
+) -> float:
+    """Count-weighted mean |mean prob_fake - observed fraction of fakes| over equal-width bins."""
+    table = compute_reliability(labels, prob_fake, n_bins=n_bins)
+    filled = table[table["count"] > 0]
+    if filled.empty:
+        return math.nan
+    gaps = (filled["mean_prob_fake"] - filled["fraction_fake"]).abs()
+    return float((gaps * filled["count"]).sum() / filled["count"].sum())
+
+
+def build_predictions_table(
+    paths: Sequence[str],
+    labels: Sequence[int],
+    prob_fake: Sequence[float],
+    *,
+    threshold: float = 0.5,
+    splits: Sequence[str | None] | None = None,
+) -> pd.DataFrame:
+    """One row per image: path, split, label (0/1), true and predicted names, prob_fake,
+    correct, and error ('false_positive' = real called fake, 'false_negative' = fake called real)."""
+    y, p = _as_arrays(labels, prob_fake)
+    pred = predict_labels(p, threshold=threshold)
+    error = np.where(pred == y, "", np.where(pred == 1, "false_positive", "false_negative"))
+    names = np.array(LABEL_NAMES)
+    return pd.DataFrame(
+        {
+            "path": list(paths),
+            "split": list(splits) if splits is not None else [None] * len(y),
+            "label": y,
+            "true": names[y],
+            "predicted": names[pred],
+            "prob_fake": p,
+            "correct": pred == y,
+            "error": error,
+        }
+    )
+
+
+def write_evaluation(out_dir: str | Path, table: pd.DataFrame, metrics: dict) -> None:
+    """Write `metrics.json` and `predictions.csv` into `out_dir`, each atomically."""
+    out_dir = Path(out_dir)
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out_dir / "predictions.csv", lambda tmp: table.to_csv(tmp, index=False))
+
+
+def read_evaluation(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The predictions table and metrics written by `write_evaluation`."""
+    out_dir = Path(out_dir)
+    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    return pd.read_csv(out_dir / "predictions.csv", keep_default_na=False), metrics
+
+
+def run_evaluation(
+    detector,
+    root: str | Path,
+    manifest: pd.DataFrame,
+    *,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    progress: bool = True,
+    progress_callback=None,
+) -> tuple[pd.DataFrame, dict]:
+    """Predict every manifest row with `detector`; returns (predictions table, metrics).
+
+    Images go through the detector's own eval transform (the checkpoint's preprocessing), in
+    batches; `progress_callback(done, total)` lets a UI draw its own progress bar.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from forensics.data import ManifestDataset
+
+    if manifest.empty:
+        raise ValueError("nothing to evaluate: the selection holds no images")
+    dataset = ManifestDataset(root, manifest, detector.transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    probs: list[np.ndarray] = []
+    done = 0
+    with tqdm(total=len(dataset), desc="evaluating", unit="img", disable=not progress) as bar:
+        for images, _ in loader:
+            probs.append(detector.predict_tensor(images))
+            done += len(images)
+            bar.update(len(images))
+            if progress_callback is not None:
+                progress_callback(done, len(dataset))
+    prob_fake = np.concatenate(probs)
+    labels = manifest["label"].to_numpy()
+    table = build_predictions_table(
+        manifest["path"], labels, prob_fake, threshold=detector.threshold, splits=manifest["split"]
+    )
+    metrics = compute_metrics(labels, prob_fake, threshold=detector.threshold)
+    metrics["checkpoint_id"] = detector.checkpoint_id
+    return table, metrics

@@ -1,0 +1,94 @@
+"""Class activation maps from pytorch-grad-cam: the nine methods, the targets, and overlays.
+
+"What to explain" (a class index on the two-logit output) is kept apart from "how" (the CAM
+method). CAM objects are created per call and released with `with`, so their hooks never
+outlive the call that needed them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_grad_cam import (
+    AblationCAM,
+    EigenCAM,
+    FullGrad,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+CAM_METHODS = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "hirescam": HiResCAM,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+    "scorecam": ScoreCAM,
+    "ablationcam": AblationCAM,
+    "fullgrad": FullGrad,
+}
+# One forward pass per feature channel (512 for ResNet18, 2048 for ResNet50): seconds, not ms.
+SLOW_METHODS = frozenset({"scorecam", "ablationcam"})
+# EigenCAM shows the main component of the activations, whatever the target.
+TARGET_INDEPENDENT_METHODS = frozenset({"eigencam"})
+TARGETS = ("predicted", "fake", "real")
+CLASS_INDEX = {"real": 0, "fake": 1}
+
+
+def check_method(method: str) -> str:
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; valid: {list(CAM_METHODS)}")
+    return method
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; valid: {list(TARGETS)}")
+    return target
+
+
+def compute_cam(
+    model: nn.Module,
+    target_layer: nn.Module,
+    input_tensor: torch.Tensor,
+    *,
+    method: str = "gradcam",
+    class_index: int,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Heatmaps for `class_index` (0 real, 1 fake): float32 (N, H, W) in [0, 1] at input size.
+
+    `input_tensor` is (N, 3, H, W), normalised as the model expects. `batch_size` bounds the
+    forward passes that scorecam and ablationcam batch together. Needs gradients, so never call
+    it under torch.inference_mode().
+    """
+    cam_class = CAM_METHODS[check_method(method)]
+    # FullGrad uses every bias layer and warns when given target layers.
+    layers = [] if method == "fullgrad" else [target_layer]
+    kwargs = {"batch_size": batch_size} if method == "ablationcam" else {}
+    targets = [ClassifierOutputTarget(int(class_index))] * input_tensor.shape[0]
+    with torch.enable_grad(), cam_class(model=model, target_layers=layers, **kwargs) as cam:
+        if method == "scorecam":
+            cam.batch_size = batch_size
+        heatmaps = cam(input_tensor=input_tensor, targets=targets)
+    heatmaps = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0)
+    return np.clip(heatmaps, 0.0, 1.0)
+
+
+def overlay_heatmap(view: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.5) -> np.ndarray:
+    """uint8 (H, W, 3) view blended with a JET-coloured heatmap; opacity 0 = view only."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
+    if view.shape[:2] != heatmap.shape:
+        raise ValueError(f"view {view.shape[:2]} and heatmap {heatmap.shape} differ in size")
+    return show_cam_on_image(
+        view.astype(np.float32) / 255.0, heatmap, use_rgb=True, image_weight=1.0 - opacity
+    )

@@ -1,0 +1,144 @@
+"""Load any image a user may hand us into a validated RGB PIL image, or fail with a clear reason.
+
+Forensic tools receive files from strangers, so every failure is an `ImageLoadError` (a
+`ValueError`) whose message says what is wrong; no other exception escapes for bad input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 40 megapixels decodes to ~120 MB of RGB: far below what exhausts memory, far above any photo
+# this tool is meant for. Compressed inputs are capped too, so a huge upload is refused unread.
+MAX_PIXELS = 40_000_000
+MAX_BYTES = 100 * 1024 * 1024
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
+
+
+class ImageLoadError(ValueError):
+    """The input is not an image this tool can read; the message says why."""
+
+
+def load_image(
+    source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES
+) -> Image.Image:
+    """Return `source` as a fully decoded RGB image.
+
+    `source` may be a path, raw bytes, a binary file-like object or a PIL image. EXIF
+    orientation is applied, the first frame of an animation is used, and every mode
+    (L, LA, P with transparency, RGBA, CMYK, I;16, I, F, ...) becomes 8-bit RGB; transparent
+    areas are composited on white.
+
+    Raises ImageLoadError for empty, truncated, non-image, unsupported or oversized input.
+    """
+    data = None if isinstance(source, Image.Image) else _read_bytes(source, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (then errors) on decompression bombs; our own limit is stricter.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if data is None:
+                return _to_rgb(_checked_frame(source, max_pixels))
+            with Image.open(io.BytesIO(data)) as image:
+                frame = _checked_frame(image, max_pixels)
+                frame.load()
+                return _to_rgb(frame)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError("not a recognised image format (is it really an image?)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"image is too large to decode safely: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        # PIL reports truncated/corrupt data as OSError, broken headers as SyntaxError, etc.
+        raise ImageLoadError(f"image data is truncated or corrupt ({exc})") from None
+
+
+def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(f"file not found: {path}")
+        if not path.is_file():
+            raise ImageLoadError(f"not a file: {path}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageLoadError(
+                f"file is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit"
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    elif hasattr(source, "read"):
+        if hasattr(source, "seek"):
+            try:
+                source.seek(0)
+            except (OSError, ValueError):
+                pass  # non-seekable streams are read from where they are
+        data = source.read(max_bytes + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageLoadError("file-like object must be opened in binary mode")
+        data = bytes(data)
+    else:
+        raise ImageLoadError(
+            f"unsupported input type {type(source).__name__}: "
+            "give a path, bytes, a binary file-like object or a PIL image"
+        )
+    if not data:
+        raise ImageLoadError("file is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageLoadError(f"input is over the {max_bytes / 2**20:.0f} MB limit")
+    return data
+
+
+def _checked_frame(image: Image.Image, max_pixels: int) -> Image.Image:
+    """First frame of `image`, after checking its declared size against the pixel limit."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageLoadError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels, "
+            f"over the {max_pixels / 1e6:.0f} MP limit"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image) or image
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return Image.fromarray(_high_depth_to_uint8(image), mode="L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
+    """16-bit and float greyscale to 8 bits: integers by their bit depth, floats as [0,1] or [0,255]."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if image.mode == "F":
+        peak = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    else:
+        peak = 65535.0 if values.size and values.max() > 255 else 255.0
+    return np.clip(np.rint(values / peak * 255.0), 0, 255).astype(np.uint8)

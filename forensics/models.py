@@ -1,0 +1,186 @@
+"""Model registry: ResNet18/ResNet50 (torchvision) and the faces study's small CNN, with heads,
+stems and the layer Grad-CAM explains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+NUM_CLASSES = 2  # 0 = real, 1 = fake
+HEADS = ("linear", "mlp", "small")
+# imagenet: torchvision's 7x7/2 conv + max-pool (input /4). cifar: a 3x3/1 conv, no pool (keeps
+# full resolution; slow). compact: a 3x3/1 conv then the max-pool (input /2): sees every pixel once
+# at full resolution, then runs the residual stages at half resolution.
+STEMS = ("imagenet", "cifar", "compact")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be had on this machine."""
+
+
+class SimpleCNN(nn.Module):
+    """Three Conv-BN-ReLU-MaxPool blocks (32->64->128), dropout 0.3, then a 256-unit classifier."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.features = nn.Sequential(block(3, 32), block(32, 64), block(64, 128), nn.Dropout(0.3))
+        # Pooling to 4x4 makes the head independent of the input size.
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def build_head(name: str, in_features: int, num_classes: int = NUM_CLASSES) -> nn.Module:
+    """`linear` (in -> 2), `mlp` (the published in->1000->500->100->2) or `small` (in->256->2)."""
+    if name == "linear":
+        return nn.Linear(in_features, num_classes)
+    if name == "mlp":
+        layers: list[nn.Module] = []
+        widths = [in_features, 1000, 500, 100]
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True), nn.Dropout(0.5)]
+        return nn.Sequential(*layers, nn.Linear(100, num_classes))
+    if name == "small":
+        return nn.Sequential(
+            nn.Linear(in_features, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(256, num_classes),
+        )
+    raise ValueError(f"unknown head {name!r}; valid: {list(HEADS)}")
+
+
+_TORCHVISION_RESNETS: dict[str, tuple[Callable[..., nn.Module], str]] = {
+    "resnet18": (torchvision.models.resnet18, "ResNet18_Weights"),
+    "resnet50": (torchvision.models.resnet50, "ResNet50_Weights"),
+}
+
+
+def _build_resnet(
+    name: str, *, head: str, weights: str | Path | None, stem: str, layer4_stride: int
+) -> nn.Module:
+    factory, enum_name = _TORCHVISION_RESNETS[name]
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; valid: {list(STEMS)}")
+    if layer4_stride not in (1, 2):
+        raise ValueError(f"layer4_stride must be 1 or 2, got {layer4_stride!r}")
+    model = factory(weights=None)
+    if weights == "imagenet":
+        model.load_state_dict(_imagenet_state_dict(name, getattr(torchvision.models, enum_name)))
+    elif weights is not None:
+        _load_backbone_file(model, Path(weights))
+    if stem != "imagenet":
+        # A pretrained 7x7 stem does not transfer to 3x3; this conv is always trained fresh.
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        if stem == "cifar":
+            model.maxpool = nn.Identity()
+    if layer4_stride == 1:
+        # Keeps layer4 at layer3's resolution so Grad-CAM has a spatial map on small inputs.
+        first = model.layer4[0]
+        (first.conv2 if hasattr(first, "conv3") else first.conv1).stride = (1, 1)
+        first.downsample[0].stride = (1, 1)
+    model.fc = build_head(head, model.fc.in_features)
+    return model
+
+
+def _imagenet_state_dict(name: str, weight_enum) -> dict[str, torch.Tensor]:
+    weights = weight_enum.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # urllib, socket, hash or file errors: all mean "not available"
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} are not in the torch cache ({cache}) and could not be "
+            f"downloaded ({type(exc).__name__}); train from scratch with weights=None or pass a "
+            "local state-dict file."
+        ) from None
+
+
+def _load_backbone_file(model: nn.Module, path: Path) -> None:
+    """Load a torchvision-format state dict (.safetensors, or .pt/.pth read without unpickling code)."""
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailableError(f"cannot read weights file {path}: {exc}") from None
+    own = model.state_dict()
+    # The classifier of a pretrained file has ImageNet's 1000 classes; ours is replaced anyway.
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable and not k.startswith("fc.")]
+    if missing:
+        raise WeightsUnavailableError(
+            f"weights file {path} does not fit this architecture "
+            f"({len(missing)} tensors missing or mis-shaped, e.g. {missing[0]})"
+        )
+    model.load_state_dict(usable, strict=False)
+
+
+ARCHITECTURES = ("resnet18", "resnet50", "simple_cnn")
+
+
+def build_model(
+    architecture: str,
+    *,
+    head: str = "linear",
+    weights: str | Path | None = None,
+    stem: str = "imagenet",
+    layer4_stride: int = 2,
+) -> nn.Module:
+    """Build a two-class classifier (logits for real, fake) by name.
+
+    `weights`: None (random init), "imagenet" (torchvision's weights; raises
+    WeightsUnavailableError where they are neither cached nor downloadable) or a path to a
+    backbone state dict. `stem` and `layer4_stride` apply to ResNets only.
+    """
+    if architecture in _TORCHVISION_RESNETS:
+        return _build_resnet(
+            architecture, head=head, weights=weights, stem=stem, layer4_stride=int(layer4_stride)
+        )
+    if architecture == "simple_cnn":
+        if weights == "imagenet":
+            raise WeightsUnavailableError("simple_cnn has no ImageNet weights; use weights=None.")
+        model = SimpleCNN()
+        if weights is not None:
+            _load_backbone_file(model, Path(weights))
+        return model
+    raise ValueError(f"unknown architecture {architecture!r}; valid: {list(ARCHITECTURES)}")
+
+
+def get_cam_target_layer(model: nn.Module) -> nn.Module:
+    """The last convolutional stage, whose feature map Grad-CAM weighs."""
+    if isinstance(model, SimpleCNN):
+        return model.features[2]
+    if isinstance(model, torchvision.models.ResNet):
+        return model.layer4[-1]
+    raise ValueError(f"no CAM target layer known for {type(model).__name__}")
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

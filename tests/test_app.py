@@ -1,0 +1,94 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest: pages load, uploads get a verdict and
+a heatmap, bad uploads get a clear message, widgets change what is shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import image_bytes, make_image
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(tiny_checkpoint))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.file_uploader[0].set_value((name, data, mime))
+    return at.run()
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def test_classify_page_loads_with_a_prompt(app: AppTest) -> None:
+    assert app.title[0].value == "Classify an image"
+    assert any("Upload an image" in info.value for info in app.info)
+
+
+def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
+    at = upload(app, "sample.png", image_bytes(make_image(5, size=32), "PNG"))
+    assert not at.exception, at.exception
+    verdict = at.metric[0]
+    assert verdict.value in ("AI-generated", "Real photograph")
+    assert "P(fake)" in verdict.delta
+    captions = image_captions(at)
+    assert any("What the model saw" in c for c in captions)
+    assert any("gradcam" in c for c in captions)
+
+
+def test_bad_upload_shows_one_clear_error(app: AppTest) -> None:
+    at = upload(app, "notes.jpg", b"this is text, not an image", "image/jpeg")
+    assert not at.exception, at.exception
+    assert len(at.error) == 1
+    assert "Cannot read notes.jpg" in at.error[0].value
+    assert "not a recognised image format" in at.error[0].value
+    assert not at.metric
+
+
+def test_method_and_target_selectors_change_the_explanation(app: AppTest) -> None:
+    at = upload(app, "sample.png", image_bytes(make_image(6, size=32), "PNG"))
+    method = next(s for s in at.selectbox if s.label == "CAM method")
+    target = next(s for s in at.selectbox if s.label == "Explain")
+    assert "scorecam" in method.options[method.options.index("scorecam (slow)")]
+    method.set_value("layercam")
+    target.set_value("real")
+    at.run()
+    assert not at.exception, at.exception
+    captions = image_captions(at)
+    assert any("layercam" in c and "'real'" in c for c in captions), captions
+
+
+def test_bad_checkpoint_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(tmp_path / "nowhere"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert any("Cannot load the checkpoint" in e.value for e in at.error)
+
+
+def _model_card_script() -> None:
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.model_card import model_card_page
+
+    draw_sidebar()
+    model_card_page()
+
+
+def test_model_card_page_shows_metadata(app: AppTest, tiny_checkpoint: Path) -> None:
+    at = AppTest.from_function(_model_card_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Model card"
+    assert [m.value for m in at.metric][:2] == ["resnet18", "32 px"]

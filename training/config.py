@@ -1,0 +1,65 @@
+"""YAML configs with command-line overrides (`--optim.lr 3e-4`), timm-style: the file gives the
+defaults, flags override, and the resolved config is saved with the run."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "cifake_resnet18.yaml"
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a YAML mapping")
+    return config
+
+
+def apply_overrides(config: Mapping[str, Any], args: Sequence[str]) -> dict[str, Any]:
+    """Apply `--dotted.key value` pairs (values parsed as YAML) to a copy of `config`.
+
+    Unknown keys raise ValueError naming the valid ones, so a typo never silently does nothing.
+    """
+    resolved = copy.deepcopy(dict(config))
+    args = list(args)
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if not flag.startswith("--") or len(flag) < 3:
+            raise ValueError(f"expected --key value, got {flag!r}")
+        key, _, inline = flag[2:].partition("=")
+        if inline == "" and "=" not in flag:
+            if i + 1 >= len(args):
+                raise ValueError(f"{flag} needs a value")
+            raw, i = args[i + 1], i + 2
+        else:
+            raw, i = inline, i + 1
+        set_dotted(resolved, key.replace("-", "_"), yaml.safe_load(raw))
+    return resolved
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    node = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:depth]) or "top level"
+            valid = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"unknown config key {key!r} (valid at {where}: {valid})")
+        if depth == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def dump_config(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False)

@@ -1,0 +1,139 @@
+"""Turn a finished training run into a shipped checkpoint with its evaluation and model card.
+
+    python -m training.publish training/runs/cifake_resnet18 --to checkpoints/default \
+        --ood ../shared/data/faces
+
+Copies the best checkpoint as float16 (small file, upcast on load), its history and split,
+re-evaluates the *shipped* weights on the run's test split (so every figure describes exactly
+the file that ships), optionally measures out-of-domain folders, and writes MODEL_CARD.md from
+those figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from forensics.atomic import write_text_atomic
+from forensics.checkpoint import load_checkpoint, save_checkpoint
+from forensics.data import build_manifest, load_splits
+from forensics.detector import load_detector
+from forensics.evaluation import run_evaluation, write_evaluation
+
+TEMPLATE = Path(__file__).resolve().parent / "model_card_template.md"
+
+
+def publish(run_dir: Path, dest: Path, *, ood: list[Path], batch_size: int = 256) -> dict[str, Any]:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    model, meta = load_checkpoint(run_dir / "best")
+    dest.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dest, model, meta, half=True)
+    for name in ("history.csv", "splits.csv.gz", "config.yaml"):
+        shutil.copyfile(run_dir / name, dest / name)
+
+    detector = load_detector(dest)
+    root = Path(config["data"]["root"])
+    manifest = load_splits(build_manifest(root).manifest, dest / "splits.csv.gz")
+    test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    table, metrics = run_evaluation(detector, root, test_rows, batch_size=batch_size)
+    metrics["split"] = "test"
+    write_evaluation(dest / "eval", table, metrics)
+
+    ood_results = {}
+    for folder in ood:
+        ood_manifest = build_manifest(folder).manifest
+        ood_table, ood_metrics = run_evaluation(detector, folder, ood_manifest,
+                                                batch_size=batch_size)
+        ood_metrics["split"] = "all"
+        write_evaluation(dest / "eval" / f"ood_{folder.name}", ood_table, ood_metrics)
+        ood_results[folder.name] = ood_metrics
+
+    # Record the shipped weights' own figures in model.json (the run's were for float32).
+    meta["metrics"] = {**meta.get("metrics", {}), "test": metrics, "out_of_domain": ood_results}
+    save_checkpoint(dest, detector.model, meta, half=True)
+    card = render_card(meta, config, manifest, metrics, ood_results,
+                       pd.read_csv(dest / "history.csv"), run_dir)
+    write_text_atomic(dest / "MODEL_CARD.md", card)
+    print(f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
+          f"on {metrics['n']} images")
+    return metrics
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _decimal(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) -> str:
+    counts = manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
+    split_rows = "\n".join(
+        f"| {split} | {int(row.get(0, 0)):,} | {int(row.get(1, 0)):,} |"
+        for split, row in counts.iterrows()
+    )
+    best = history.loc[history["val_loss"].idxmin()]
+    ood_rows = "\n".join(
+        f"| {name} | {m['n']:,} | {_pct(m['accuracy'])} | {_pct(m['recall'])} | "
+        f"{_pct(m['specificity'])} | {_decimal(m['roc_auc'])} |"
+        for name, m in ood_results.items()
+    ) or "| (none measured) | | | | | |"
+    data_cfg = meta["data"]
+    values = {
+        "architecture": meta["architecture"],
+        "stem": meta.get("stem"),
+        "layer4_stride": meta.get("layer4_stride"),
+        "input_size": data_cfg["input_size"],
+        "resize": data_cfg["resize"],
+        "threshold": meta.get("threshold", 0.5),
+        "seed": config["seed"],
+        "fractions": "/".join(f"{round(100 * f)}" for f in config["data"]["fractions"]),
+        "split_rows": split_rows,
+        "fingerprint": meta.get("dataset", {}).get("fingerprint", "n/a"),
+        "epochs_run": len(history),
+        "best_epoch": int(best["epoch"]),
+        "train_minutes": round(history["seconds"].sum() / 60),
+        "optim": config["optim"],
+        "augment": config["augment"],
+        "run_dir": run_dir.as_posix(),
+        "n_test": metrics["n"],
+        "accuracy": _pct(metrics["accuracy"]),
+        "precision": _pct(metrics["precision"]),
+        "recall": _pct(metrics["recall"]),
+        "f1": _pct(metrics["f1"]),
+        "specificity": _pct(metrics["specificity"]),
+        "balanced_accuracy": _pct(metrics["balanced_accuracy"]),
+        "roc_auc": _decimal(metrics["roc_auc"]),
+        "average_precision": _decimal(metrics["average_precision"]),
+        "ece": _decimal(metrics["ece"]),
+        "tp": metrics["tp"], "fp": metrics["fp"], "tn": metrics["tn"], "fn": metrics["fn"],
+        "ood_rows": ood_rows,
+        "torch": meta.get("versions", {}).get("torch", "n/a"),
+    }
+    return TEMPLATE.read_text(encoding="utf-8").format(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a finished run folder (python -m training.train)")
+    parser.add_argument("--to", type=Path, required=True, help="destination checkpoint folder")
+    parser.add_argument("--ood", type=Path, nargs="*", default=[],
+                        help="out-of-domain dataset folders to measure and report")
+    args = parser.parse_args(argv)
+    if not (args.run_dir / "best" / "model.json").is_file():
+        print(f"error: {args.run_dir} holds no finished run (no best/model.json)", file=sys.stderr)
+        return 2
+    publish(args.run_dir, args.to, ood=args.ood)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
