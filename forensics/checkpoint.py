@@ -7,6 +7,7 @@ checkpoint from someone else is data, not code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -62,6 +63,9 @@ def save_checkpoint(
     }
     validate_metadata(meta)
     write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    # Each file is replaced atomically, but the pair is not: the weights' hash in model.json
+    # lets loading detect a save interrupted between the two files (or a swapped weights file).
+    meta["weights_sha256"] = file_sha256(directory / WEIGHTS_FILE)
     write_text_atomic(directory / METADATA_FILE, json.dumps(meta, indent=2, default=str) + "\n")
     return directory
 
@@ -104,6 +108,10 @@ def validate_metadata(meta: Any) -> None:
     threshold = meta.get("threshold", 0.5)
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise CheckpointError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not isinstance(meta.get("data", {}), dict):
+        raise CheckpointError(
+            "invalid preprocessing settings in checkpoint: 'data' must be a JSON object"
+        )
     try:
         data_config_from_metadata(meta)
     except (TypeError, ValueError) as exc:
@@ -133,6 +141,13 @@ def load_checkpoint(directory: str | Path | None = None) -> tuple[nn.Module, dic
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_FILE}")
+    digest = file_sha256(weights)
+    if meta.get("weights_sha256", digest) != digest:
+        raise CheckpointError(
+            f"{weights} is corrupt or truncated, or is not the file {METADATA_FILE} was saved "
+            "with (its SHA-256 differs from the recorded one; was a save interrupted?)"
+        )
+    meta["weights_sha256"] = digest
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -143,7 +158,8 @@ def load_checkpoint(directory: str | Path | None = None) -> tuple[nn.Module, dic
         if key in expected and tensor.dtype != expected[key].dtype:
             if not (tensor.is_floating_point() and expected[key].is_floating_point()):
                 raise CheckpointError(
-                    f"{weights}: tensor {key} has dtype {tensor.dtype}, expected {expected[key].dtype}"
+                    f"{weights}: tensor {key} has dtype {tensor.dtype}, "
+                    f"expected {expected[key].dtype}"
                 )
             state[key] = tensor.to(expected[key].dtype)  # float16 on disk -> float32 in memory
     try:
@@ -156,6 +172,14 @@ def load_checkpoint(directory: str | Path | None = None) -> tuple[nn.Module, dic
         ) from None
     model.eval()
     return model, meta
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _package_version() -> str:

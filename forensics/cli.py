@@ -25,21 +25,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="give a verdict for each image")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
-    predict.add_argument("--checkpoint", type=Path, default=None,
-                         help="checkpoint directory (default: the shipped model)")
+    predict.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the shipped model)",
+    )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
-    evaluate.add_argument("--split", default="all",
-                          help="train, val, test or all (default: all); needs split folders "
-                          "or --splits")
-    evaluate.add_argument("--splits", type=Path, default=None,
-                          help="a split file (CSV, as saved by training) to apply to the data")
-    evaluate.add_argument("--checkpoint", type=Path, default=None,
-                          help="checkpoint directory (default: the shipped model)")
-    evaluate.add_argument("--out", type=Path, required=True,
-                          help="folder for metrics.json and predictions.csv")
+    evaluate.add_argument(
+        "--split",
+        default="all",
+        help="train, val, test or all (default: all); needs split folders or --splits",
+    )
+    evaluate.add_argument(
+        "--splits",
+        type=Path,
+        default=None,
+        help="a split file (CSV, as saved by training) to apply to the data",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the shipped model)",
+    )
+    evaluate.add_argument(
+        "--out", type=Path, required=True, help="folder for metrics.json and predictions.csv"
+    )
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     return parser
@@ -85,11 +100,20 @@ def run_predict(args: argparse.Namespace) -> int:
                 print(f"{path}: error: {exc}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"path": str(path), **verdict.to_dict(),
-                              "checkpoint_id": detector.checkpoint_id}))
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        **verdict.to_dict(),
+                        "checkpoint_id": detector.checkpoint_id,
+                    }
+                )
+            )
         else:
-            print(f"{path}: {verdict.label} (prob_fake {verdict.prob_fake:.4f}, "
-                  f"threshold {verdict.threshold:.2f})")
+            print(
+                f"{path}: {verdict.label} (prob_fake {verdict.prob_fake:.4f}, "
+                f"threshold {verdict.threshold:.2f})"
+            )
     return 1 if failures else 0
 
 
@@ -110,21 +134,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if not discovery.skipped.empty:
-        print(f"skipped {len(discovery.skipped)} unreadable or unlabelled files "
-              f"(listed in {args.out / 'skipped.csv'})", file=sys.stderr)
+        print(
+            f"skipped {len(discovery.skipped)} unreadable or unlabelled files "
+            f"(listed in {args.out / 'skipped.csv'})",
+            file=sys.stderr,
+        )
     if args.split != "all":
         if manifest["split"].isna().all():
             raise UsageError(f"{args.data} has no split folders; use --split all or --splits FILE")
         manifest = manifest[manifest["split"] == args.split].reset_index(drop=True)
         if manifest.empty:
             raise UsageError(f"the {args.split} split is empty")
-    table, metrics = run_evaluation(detector, args.data, manifest,
-                                    batch_size=args.batch_size, num_workers=args.workers)
+    table, metrics = run_evaluation(
+        detector, args.data, manifest, batch_size=args.batch_size, num_workers=args.workers
+    )
     metrics["split"] = args.split
     write_evaluation(args.out, table, metrics)
     if not discovery.skipped.empty:
         discovery.skipped.to_csv(args.out / "skipped.csv", index=False)
     auc = metrics["roc_auc"]
-    print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}, "
-          f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'} -> {args.out}")
+    print(
+        f"{metrics['n']} images: accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}, "
+        f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'} -> {args.out}"
+    )
     return 0

@@ -258,33 +258,32 @@ def _grouped_split(
     groups = frame.drop_duplicates("sha256").sort_values("path")
     keys, labels = groups["sha256"].to_numpy(), groups["label"].to_numpy()
     assignment: dict[str, str] = {}
-    remaining_keys, remaining_labels, remaining_share = keys, labels, 1.0
-    for name, share in zip(names[:-1], fractions[:-1]):
-        take = share / remaining_share
-        if take >= 1 or len(remaining_keys) == 0:
-            chosen, rest, chosen_labels, rest_labels = (
-                remaining_keys,
-                remaining_keys[:0],
-                remaining_labels,
-                remaining_labels[:0],
-            )
-        elif take <= 0:
-            chosen, rest = remaining_keys[:0], remaining_keys
-            chosen_labels, rest_labels = remaining_labels[:0], remaining_labels
+    remaining = 1.0
+    for name, share in zip(names[:-1], fractions[:-1], strict=True):
+        take = share / remaining if remaining > 0 else 0.0
+        if take <= 0 or len(keys) == 0:
+            chosen = keys[:0]
+        elif take >= 1 or len(keys) == 1:
+            chosen, keys, labels = keys, keys[:0], labels[:0]
         else:
-            stratify = remaining_labels if np.bincount(remaining_labels).min() >= 2 else None
-            chosen, rest, chosen_labels, rest_labels = train_test_split(
-                remaining_keys,
-                remaining_labels,
-                train_size=take,
-                random_state=seed,
-                stratify=stratify,
-            )
+            chosen, keys, labels = _take_share(keys, labels, take, seed)
         assignment.update(dict.fromkeys(chosen, name))
-        remaining_keys, remaining_labels = rest, rest_labels
-        remaining_share -= share
-    assignment.update(dict.fromkeys(remaining_keys, names[-1]))
+        remaining -= share
+    assignment.update(dict.fromkeys(keys, names[-1]))
     return frame["sha256"].map(assignment).to_numpy()
+
+
+def _take_share(keys: np.ndarray, labels: np.ndarray, share: float, seed: int):
+    """(chosen keys, rest keys, rest labels): stratified by label where the counts allow it."""
+    try:
+        chosen, rest, _, rest_labels = train_test_split(
+            keys, labels, train_size=share, random_state=seed, stratify=labels
+        )
+    except ValueError:  # a class too small to stratify: fall back to a plain seeded split
+        chosen, rest, _, rest_labels = train_test_split(
+            keys, labels, train_size=share, random_state=seed
+        )
+    return chosen, rest, rest_labels
 
 
 def save_splits(manifest: pd.DataFrame, path: str | Path) -> None:
@@ -329,7 +328,7 @@ def find_duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def dataset_fingerprint(manifest: pd.DataFrame) -> str:
-    """A short hash of the manifest's (path, sha256, split) rows: same data + same split = same id."""
+    """Short hash of the (path, sha256, split) rows: same data and same split, same id."""
     digest = hashlib.sha256()
     for row in manifest.sort_values("path")[["path", "sha256", "split"]].itertuples(index=False):
         digest.update(f"{row[0]}\t{row[1]}\t{row[2]}\n".encode())

@@ -7,7 +7,6 @@ feed those hooks and corrupt the heatmap.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from torch import nn
 
 from forensics.checkpoint import (
     DEFAULT_CHECKPOINT,
-    WEIGHTS_FILE,
     data_config_from_metadata,
     load_checkpoint,
 )
@@ -175,14 +173,5 @@ def load_detector(path: str | Path | None = None) -> Detector:
     directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
     model, meta = load_checkpoint(directory)
     return Detector(
-        model, meta, checkpoint_dir=directory, checkpoint_id=_checkpoint_id(directory)
+        model, meta, checkpoint_dir=directory, checkpoint_id=meta["weights_sha256"][:12]
     )
-
-
-def _checkpoint_id(directory: Path) -> str:
-    """First 12 hex digits of the weights file's SHA-256: names exactly these weights."""
-    digest = hashlib.sha256()
-    with open(directory / WEIGHTS_FILE, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]

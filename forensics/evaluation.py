@@ -20,12 +20,14 @@ from forensics.data import LABEL_NAMES
 
 
 def _as_arrays(labels: Sequence[int], prob_fake: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels, dtype=int).ravel()
+    # Checked as floats before the cast: a label of 0.5 must be refused, not truncated to 0.
+    y_raw = np.asarray(labels, dtype=float).ravel()
     p = np.asarray(prob_fake, dtype=float).ravel()
-    if y.shape != p.shape:
-        raise ValueError(f"labels {y.shape} and prob_fake {p.shape} differ in length")
-    if y.size and not np.isin(y, (0, 1)).all():
+    if y_raw.shape != p.shape:
+        raise ValueError(f"labels {y_raw.shape} and prob_fake {p.shape} differ in length")
+    if y_raw.size and not np.isin(y_raw, (0, 1)).all():
         raise ValueError("labels must be 0 (real) or 1 (fake)")
+    y = y_raw.astype(int)
     if p.size and (np.isnan(p).any() or p.min() < 0 or p.max() > 1):
         raise ValueError("prob_fake must be finite and within [0, 1]")
     return y, p
@@ -98,7 +100,7 @@ def compute_pr_curve(labels: Sequence[int], prob_fake: Sequence[float]) -> dict[
 def compute_reliability(
     labels: Sequence[int], prob_fake: Sequence[float], *, n_bins: int = 15
 ) -> pd.DataFrame:
-    """Per equal-width bin of prob_fake: count, mean predicted prob_fake, observed share of fakes."""
+    """Per equal-width bin of prob_fake: count, mean prob_fake, observed share of fakes."""
     y, p = _as_arrays(labels, prob_fake)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     index = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
@@ -139,7 +141,8 @@ def build_predictions_table(
     splits: Sequence[str | None] | None = None,
 ) -> pd.DataFrame:
     """One row per image: path, split, label (0/1), true and predicted names, prob_fake,
-    correct, and error ('false_positive' = real called fake, 'false_negative' = fake called real)."""
+    correct, and error: 'false_positive' (real called fake) or 'false_negative' (fake called
+    real), empty when correct."""
     y, p = _as_arrays(labels, prob_fake)
     pred = predict_labels(p, threshold=threshold)
     error = np.where(pred == y, "", np.where(pred == 1, "false_positive", "false_negative"))

@@ -7,6 +7,7 @@ outlive the call that needed them.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import (
@@ -20,7 +21,6 @@ from pytorch_grad_cam import (
     ScoreCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
@@ -67,18 +67,28 @@ def compute_cam(
     """Heatmaps for `class_index` (0 real, 1 fake): float32 (N, H, W) in [0, 1] at input size.
 
     `input_tensor` is (N, 3, H, W), normalised as the model expects. `batch_size` bounds the
-    forward passes that scorecam and ablationcam batch together. Needs gradients, so never call
-    it under torch.inference_mode().
+    forward passes that scorecam and ablationcam batch together. Needs gradients: it turns them
+    on itself, even inside a caller's torch.inference_mode().
     """
     cam_class = CAM_METHODS[check_method(method)]
     # FullGrad uses every bias layer and warns when given target layers.
     layers = [] if method == "fullgrad" else [target_layer]
     kwargs = {"batch_size": batch_size} if method == "ablationcam" else {}
     targets = [ClassifierOutputTarget(int(class_index))] * input_tensor.shape[0]
-    with torch.enable_grad(), cam_class(model=model, target_layers=layers, **kwargs) as cam:
-        if method == "scorecam":
-            cam.batch_size = batch_size
-        heatmaps = cam(input_tensor=input_tensor, targets=targets)
+    # A caller's inference_mode would make every tensor gradient-free (and enable_grad cannot
+    # undo it): leave it here, and clone the input out of it, so CAM always has its gradients.
+    try:
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            cam_class(model=model, target_layers=layers, **kwargs) as cam,
+        ):
+            if method == "scorecam":
+                cam.batch_size = batch_size
+            heatmaps = cam(input_tensor=input_tensor.clone(), targets=targets)
+    finally:
+        # The backward pass leaves .grad on every parameter: drop it, the model is shared.
+        model.zero_grad(set_to_none=True)
     heatmaps = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0)
     return np.clip(heatmaps, 0.0, 1.0)
 
@@ -89,6 +99,9 @@ def overlay_heatmap(view: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0
         raise ValueError(f"opacity must be within [0, 1], got {opacity}")
     if view.shape[:2] != heatmap.shape:
         raise ValueError(f"view {view.shape[:2]} and heatmap {heatmap.shape} differ in size")
-    return show_cam_on_image(
-        view.astype(np.float32) / 255.0, heatmap, use_rgb=True, image_weight=1.0 - opacity
-    )
+    # Blended here rather than with show_cam_on_image, which rescales the result so its maximum
+    # is 255: that brightened dark views, so opacity 0 did not give the view back.
+    coloured = cv2.applyColorMap(np.uint8(255 * np.clip(heatmap, 0.0, 1.0)), cv2.COLORMAP_JET)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB).astype(np.float32)
+    blended = (1.0 - opacity) * view.astype(np.float32) + opacity * coloured
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

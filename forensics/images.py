@@ -6,11 +6,12 @@ Forensic tools receive files from strangers, so every failure is an `ImageLoadEr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 100 * 1024 * 1024
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
 
 
 class ImageLoadError(ValueError):
@@ -81,10 +82,9 @@ def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
             raise ImageLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
     elif hasattr(source, "read"):
         if hasattr(source, "seek"):
-            try:
+            # Non-seekable streams are read from where they are.
+            with contextlib.suppress(OSError, ValueError):
                 source.seek(0)
-            except (OSError, ValueError):
-                pass  # non-seekable streams are read from where they are
         data = source.read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
             raise ImageLoadError("file-like object must be opened in binary mode")
@@ -135,7 +135,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
-    """16-bit and float greyscale to 8 bits: integers by their bit depth, floats as [0,1] or [0,255]."""
+    """16-bit and float greyscale to 8 bits: integers by bit depth, floats as [0,1] or [0,255]."""
     values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if image.mode == "F":
         peak = 1.0 if values.size and values.max() <= 1.0 else 255.0

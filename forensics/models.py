@@ -3,6 +3,7 @@ stems and the layer Grad-CAM explains."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def build_head(name: str, in_features: int, num_classes: int = NUM_CLASSES) -> n
     if name == "mlp":
         layers: list[nn.Module] = []
         widths = [in_features, 1000, 500, 100]
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True), nn.Dropout(0.5)]
         return nn.Sequential(*layers, nn.Linear(100, num_classes))
     if name == "small":
@@ -118,7 +119,7 @@ def _imagenet_state_dict(name: str, weight_enum) -> dict[str, torch.Tensor]:
 
 
 def _load_backbone_file(model: nn.Module, path: Path) -> None:
-    """Load a torchvision-format state dict (.safetensors, or .pt/.pth read without unpickling code)."""
+    """Load a torchvision-format state dict: .safetensors, or .pt/.pth read with weights_only."""
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file not found: {path}")
     try:

@@ -138,13 +138,13 @@ def build_train_transform(
 
 
 def to_display(image: Image.Image, config: DataConfig) -> np.ndarray:
-    """The uint8 (input_size, input_size, 3) view the model saw: same resize and crop, no normalising."""
+    """The uint8 (input_size, input_size, 3) view the model saw: same resize and crop."""
     view = v2.Compose(_geometry(config))(image.convert("RGB"))
     return np.asarray(view, dtype=np.uint8).copy()
 
 
 def describe_resampling(image_size: tuple[int, int], config: DataConfig) -> str | None:
-    """A one-sentence warning when an image is far from the model's training resolution, else None."""
+    """One sentence of warning when an image is far from the training resolution, else None."""
     short_side = min(image_size)
     ratio = short_side / config.resize
     if ratio > 2:

@@ -43,7 +43,9 @@ def write_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 seed += 1
-                make_image(seed, size=size, fake=label == "fake").save(folder / f"{label}_{i:03d}.png")
+                make_image(seed, size=size, fake=label == "fake").save(
+                    folder / f"{label}_{i:03d}.png"
+                )
     return root
 
 

@@ -27,8 +27,9 @@ CANDIDATES = [
 ]
 
 
-def measure(stem: str, layer4_stride: int, size: int, *, batch_size: int, steps: int,
-            bf16: bool) -> tuple[tuple[int, int], float]:
+def measure(
+    stem: str, layer4_stride: int, size: int, *, batch_size: int, steps: int, bf16: bool
+) -> tuple[tuple[int, int], float]:
     torch.manual_seed(0)
     model = build_model("resnet18", stem=stem, layer4_stride=layer4_stride)
     model = model.to(memory_format=torch.channels_last).train()
@@ -58,17 +59,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"bf16 supported: {torch.cpu._is_avx512_bf16_supported()}")
-    print(f"{'stem':10s} {'l4 stride':>9s} {'input':>6s} {'layer4 map':>10s} "
-          f"{'fp32 img/s':>11s} {'bf16 img/s':>11s}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"bf16 supported: {torch.cpu._is_avx512_bf16_supported()}"
+    )
+    print(
+        f"{'stem':10s} {'l4 stride':>9s} {'input':>6s} {'layer4 map':>10s} "
+        f"{'fp32 img/s':>11s} {'bf16 img/s':>11s}"
+    )
     for stem, stride, size in CANDIDATES:
-        shape, fp32 = measure(stem, stride, size, batch_size=args.batch_size, steps=args.steps,
-                              bf16=False)
-        _, bf16 = measure(stem, stride, size, batch_size=args.batch_size, steps=args.steps,
-                          bf16=True)
-        print(f"{stem:10s} {stride:>9d} {size:>6d} {f'{shape[0]}x{shape[1]}':>10s} "
-              f"{fp32:>11.0f} {bf16:>11.0f}", flush=True)
+        shape, fp32 = measure(
+            stem, stride, size, batch_size=args.batch_size, steps=args.steps, bf16=False
+        )
+        _, bf16 = measure(
+            stem, stride, size, batch_size=args.batch_size, steps=args.steps, bf16=True
+        )
+        print(
+            f"{stem:10s} {stride:>9d} {size:>6d} {f'{shape[0]}x{shape[1]}':>10s} "
+            f"{fp32:>11.0f} {bf16:>11.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

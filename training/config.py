@@ -4,6 +4,7 @@ defaults, flags override, and the resolved config is saved with the run."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,20 @@ def apply_overrides(config: Mapping[str, Any], args: Sequence[str]) -> dict[str,
             raw, i = args[i + 1], i + 2
         else:
             raw, i = inline, i + 1
-        set_dotted(resolved, key.replace("-", "_"), yaml.safe_load(raw))
+        set_dotted(resolved, key.replace("-", "_"), parse_value(raw))
     return resolved
+
+
+# YAML 1.1 (PyYAML) needs a dot in a float, so it reads `3e-4` as a string; we read it as a number.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value read as YAML (`3`, `true`, `[0.8, 0.1]`, `null`); `3e-4` is a float."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+        return float(value)
+    return value
 
 
 def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:

@@ -48,8 +48,9 @@ def publish(run_dir: Path, dest: Path, *, ood: list[Path], batch_size: int = 256
     ood_results = {}
     for folder in ood:
         ood_manifest = build_manifest(folder).manifest
-        ood_table, ood_metrics = run_evaluation(detector, folder, ood_manifest,
-                                                batch_size=batch_size)
+        ood_table, ood_metrics = run_evaluation(
+            detector, folder, ood_manifest, batch_size=batch_size
+        )
         ood_metrics["split"] = "all"
         write_evaluation(dest / "eval" / f"ood_{folder.name}", ood_table, ood_metrics)
         ood_results[folder.name] = ood_metrics
@@ -57,11 +58,14 @@ def publish(run_dir: Path, dest: Path, *, ood: list[Path], batch_size: int = 256
     # Record the shipped weights' own figures in model.json (the run's were for float32).
     meta["metrics"] = {**meta.get("metrics", {}), "test": metrics, "out_of_domain": ood_results}
     save_checkpoint(dest, detector.model, meta, half=True)
-    card = render_card(meta, config, manifest, metrics, ood_results,
-                       pd.read_csv(dest / "history.csv"), run_dir)
+    card = render_card(
+        meta, config, manifest, metrics, ood_results, pd.read_csv(dest / "history.csv"), run_dir
+    )
     write_text_atomic(dest / "MODEL_CARD.md", card)
-    print(f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
-          f"on {metrics['n']} images")
+    print(
+        f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
+        f"on {metrics['n']} images"
+    )
     return metrics
 
 
@@ -80,11 +84,14 @@ def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) 
         for split, row in counts.iterrows()
     )
     best = history.loc[history["val_loss"].idxmin()]
-    ood_rows = "\n".join(
-        f"| {name} | {m['n']:,} | {_pct(m['accuracy'])} | {_pct(m['recall'])} | "
-        f"{_pct(m['specificity'])} | {_decimal(m['roc_auc'])} |"
-        for name, m in ood_results.items()
-    ) or "| (none measured) | | | | | |"
+    ood_rows = (
+        "\n".join(
+            f"| {name} | {m['n']:,} | {_pct(m['accuracy'])} | {_pct(m['recall'])} | "
+            f"{_pct(m['specificity'])} | {_decimal(m['roc_auc'])} |"
+            for name, m in ood_results.items()
+        )
+        or "| (none measured) | | | | | |"
+    )
     data_cfg = meta["data"]
     values = {
         "architecture": meta["architecture"],
@@ -113,7 +120,10 @@ def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) 
         "roc_auc": _decimal(metrics["roc_auc"]),
         "average_precision": _decimal(metrics["average_precision"]),
         "ece": _decimal(metrics["ece"]),
-        "tp": metrics["tp"], "fp": metrics["fp"], "tn": metrics["tn"], "fn": metrics["fn"],
+        "tp": metrics["tp"],
+        "fp": metrics["fp"],
+        "tn": metrics["tn"],
+        "fn": metrics["fn"],
         "ood_rows": ood_rows,
         "torch": meta.get("versions", {}).get("torch", "n/a"),
     }
@@ -121,12 +131,22 @@ def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a finished run folder (python -m training.train)")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.publish",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "run_dir", type=Path, help="a finished run folder (python -m training.train)"
+    )
     parser.add_argument("--to", type=Path, required=True, help="destination checkpoint folder")
-    parser.add_argument("--ood", type=Path, nargs="*", default=[],
-                        help="out-of-domain dataset folders to measure and report")
+    parser.add_argument(
+        "--ood",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="out-of-domain dataset folders to measure and report",
+    )
     args = parser.parse_args(argv)
     if not (args.run_dir / "best" / "model.json").is_file():
         print(f"error: {args.run_dir} holds no finished run (no best/model.json)", file=sys.stderr)

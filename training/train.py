@@ -14,6 +14,7 @@ import argparse
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,27 @@ def checkpoint_metadata(config, data_config, manifest, metrics=None) -> dict[str
     }
 
 
+def resolve_run_config(
+    config_file: Path | None, overrides: list[str], *, resume: bool
+) -> dict[str, Any]:
+    """The config a run uses: the file plus overrides, or, when resuming, the run's own saved
+    config plus overrides (e.g. --optim.epochs 20 to train a finished run for longer)."""
+    config = apply_overrides(load_config(config_file), overrides)
+    saved = Path(config["out"]) / "config.yaml"
+    if resume and saved.is_file():
+        config = apply_overrides(load_config(saved), overrides)
+        print(
+            f"resuming {config['out']} with its saved config"
+            + (f" and overrides {' '.join(overrides)}" if overrides else "")
+        )
+    return config
+
+
 def run(config: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
     """Train according to `config`; returns the test metrics of the best checkpoint."""
     run_dir = Path(config["out"])
     state_path = run_dir / "state.pt"
-    if resume and (run_dir / "config.yaml").is_file():
-        config = load_config(run_dir / "config.yaml")
-        print(f"resuming {run_dir} with its saved config")
-    elif state_path.exists() and not resume:
+    if state_path.exists() and not resume:
         raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_config(config))
@@ -284,24 +298,18 @@ def run(config: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
                 "best": improved,
             }
         )
-        write_atomic(
-            run_dir / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False)
-        )
-        write_atomic(
-            state_path,
-            lambda tmp: torch.save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                    "history": history,
-                    "best_loss": best_loss,
-                    "bad_epochs": bad_epochs,
-                },
-                tmp,
-            ),
-        )
+        resume_state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "history": history,
+            "best_loss": best_loss,
+            "bad_epochs": bad_epochs,
+        }
+        # History first, state last: a crash in between only repeats this epoch on resume.
+        write_atomic(run_dir / "history.csv", partial(pd.DataFrame(history).to_csv, index=False))
+        write_atomic(state_path, partial(torch.save, resume_state))
         print(
             f"epoch {epoch}: train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.4f}"
             f" | val loss {val_loss:.4f} acc {val_stats['accuracy']:.4f} auc {val_stats['roc_auc']}"
@@ -356,12 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last complete epoch",
+        help="continue the run in --out from its last complete epoch (its saved config, plus "
+        "any overrides given)",
     )
     args, overrides = parser.parse_known_args(argv)
     try:
-        config = apply_overrides(load_config(args.config), overrides)
-        run(config, resume=args.resume)
+        run(resolve_run_config(args.config, overrides, resume=args.resume), resume=args.resume)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,8 +11,13 @@ from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
 from forensics.detector import Detector, Explanation
-from forensics.explain import CAM_METHODS, SLOW_METHODS, TARGET_INDEPENDENT_METHODS, TARGETS
-from forensics.explain import overlay_heatmap
+from forensics.explain import (
+    CAM_METHODS,
+    SLOW_METHODS,
+    TARGET_INDEPENDENT_METHODS,
+    TARGETS,
+    overlay_heatmap,
+)
 from forensics.images import ImageLoadError, load_image
 from forensics.plots import plot_probability
 from forensics.ui.common import selected_detector
@@ -67,7 +72,8 @@ def classify_page() -> None:
     )
     with st.expander("…or pick an example from a folder"):
         folder = st.text_input(
-            "Examples folder", value=os.environ.get("FORENSICS_EXAMPLES", ""),
+            "Examples folder",
+            value=os.environ.get("FORENSICS_EXAMPLES", ""),
             help="Any folder of images on this machine, e.g. a few files from a dataset.",
         )
         examples = example_files(folder)
@@ -86,13 +92,17 @@ def classify_page() -> None:
 
     col_method, col_target, col_opacity = st.columns(3)
     method = col_method.selectbox(
-        "CAM method", list(CAM_METHODS), format_func=method_label,
+        "CAM method",
+        list(CAM_METHODS),
+        format_func=method_label,
         help="Slow methods run one forward pass per feature channel.",
     )
     target = col_target.selectbox(
-        "Explain", list(TARGETS),
-        format_func=lambda t: {"predicted": "the verdict", "fake": "why fake",
-                               "real": "why real"}[t],
+        "Explain",
+        list(TARGETS),
+        format_func=lambda t: {"predicted": "the verdict", "fake": "why fake", "real": "why real"}[
+            t
+        ],
     )
     opacity = col_opacity.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05)
     if method in TARGET_INDEPENDENT_METHODS:
@@ -125,9 +135,7 @@ def show_result(
         f"P(fake) = {verdict.prob_fake:.3f}",
         delta_color="off",
     )
-    right.plotly_chart(
-        plot_probability(verdict.prob_fake, verdict.threshold), width="stretch"
-    )
+    right.plotly_chart(plot_probability(verdict.prob_fake, verdict.threshold), width="stretch")
     warning = detector.domain_warning(image)
     if warning:
         st.warning(warning)

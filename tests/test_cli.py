@@ -1,0 +1,315 @@
+"""Command line: `python -m forensics predict | evaluate`, in-process and once as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import make_image, write_dataset
+
+from forensics import load_detector
+from forensics.cli import main
+from forensics.data import assign_splits, build_manifest, save_splits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PREDICTION_COLUMNS = [
+    "path",
+    "split",
+    "label",
+    "true",
+    "predicted",
+    "prob_fake",
+    "correct",
+    "error",
+]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    png, jpeg = folder / "a.png", folder / "b.jpg"
+    make_image(1, size=40).save(png)
+    make_image(2, size=48, fake=True).save(jpeg, quality=90)
+    text = folder / "notes.jpg"
+    text.write_text("definitely not a picture\nsecond line\n")
+    return {"png": png, "jpeg": jpeg, "text": text}
+
+
+def _one_line(text: str) -> str:
+    """The one message line of `text`, ignoring tqdm progress bars (they redraw with \r)."""
+    lines = [line for line in text.split("\n") if line.strip() and "\r" not in line]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------- predict
+
+
+def test_predict_prints_a_verdict_per_image(images, tiny_checkpoint, capsys) -> None:
+    code = main(
+        ["predict", str(images["png"]), str(images["jpeg"]), "--checkpoint", str(tiny_checkpoint)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    detector = load_detector(tiny_checkpoint)
+    for line, path in zip(lines, (images["png"], images["jpeg"]), strict=True):
+        verdict = detector.predict(path)
+        assert line.startswith(f"{path}: {verdict.label} ")
+        assert f"{verdict.prob_fake:.4f}" in line
+        assert "threshold 0.50" in line
+
+
+def test_predict_json(images, tiny_checkpoint, capsys) -> None:
+    code = main(["predict", str(images["png"]), "--checkpoint", str(tiny_checkpoint), "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    record = json.loads(_one_line(out))
+    detector = load_detector(tiny_checkpoint)
+    verdict = detector.predict(images["png"])
+    assert record["path"] == str(images["png"])
+    assert record["label"] == verdict.label
+    assert record["prob_fake"] == pytest.approx(verdict.prob_fake, abs=1e-6)
+    assert record["threshold"] == 0.5
+    assert record["checkpoint_id"] == detector.checkpoint_id
+    assert len(record["checkpoint_id"]) == 12
+    assert record["label"] == ("fake" if record["prob_fake"] >= record["threshold"] else "real")
+
+
+def test_predict_unreadable_image_is_one_line_and_exit_1(images, tiny_checkpoint, capsys) -> None:
+    code = main(["predict", str(images["text"]), "--checkpoint", str(tiny_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    line = _one_line(err)
+    assert line.startswith(f"{images['text']}: error: ")
+    assert "Traceback" not in err
+
+
+def test_predict_reports_good_images_beside_bad_ones(images, tiny_checkpoint, capsys) -> None:
+    missing = images["png"].parent / "missing.png"
+    argv = ["predict", str(images["png"]), str(images["text"]), str(missing), str(images["jpeg"])]
+    code = main([*argv, "--checkpoint", str(tiny_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(out.strip().splitlines()) == 2
+    assert len(err.strip().splitlines()) == 2
+    assert "not found" in err
+
+
+def test_predict_json_with_a_bad_image(images, tiny_checkpoint, capsys) -> None:
+    argv = ["predict", str(images["text"]), str(images["png"]), "--json"]
+    code = main([*argv, "--checkpoint", str(tiny_checkpoint)])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert records[0]["path"] == str(images["text"]) and records[0]["error"]
+    assert "label" in records[1] and "error" not in records[1]
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt"])
+def test_bad_checkpoint_exits_2_with_one_line(
+    images, tmp_path, tiny_checkpoint, kind, capsys
+) -> None:
+    if kind == "missing":
+        checkpoint = tmp_path / "no_such_checkpoint"
+    elif kind == "empty":
+        checkpoint = tmp_path / "empty"
+        checkpoint.mkdir()
+    else:
+        checkpoint = tiny_checkpoint
+        (checkpoint / "model.safetensors").write_bytes(b"\x00" * 100)
+    code = main(["predict", str(images["png"]), "--checkpoint", str(checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert _one_line(err).startswith("error: ")
+    assert "checkpoint" in err
+
+
+def test_argument_errors_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--out", "x"])  # --data is required
+    assert info.value.code == 2
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------------------------- evaluate
+
+
+def _read_outputs(out: Path) -> tuple[pd.DataFrame, dict]:
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    return table, metrics
+
+
+def test_evaluate_whole_folder(tiny_dataset, tiny_checkpoint, tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", str(tiny_dataset), "--split", "all"]
+    code = main(
+        [*argv, "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--batch-size", "5"]
+    )
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    table, metrics = _read_outputs(out)
+    assert list(table.columns) == PREDICTION_COLUMNS
+    assert len(table) == 16 == metrics["n"]
+    assert sorted(table["label"].tolist()) == [0] * 8 + [1] * 8
+    assert metrics["split"] == "all"
+    assert metrics["accuracy"] == pytest.approx(table["correct"].astype(str).eq("True").mean())
+    detector = load_detector(tiny_checkpoint)
+    assert metrics["checkpoint_id"] == detector.checkpoint_id
+    direct = detector.predict_batch([tiny_dataset / p for p in table["path"]])
+    assert table["prob_fake"].tolist() == pytest.approx([v.prob_fake for v in direct], abs=1e-5)
+    assert "16 images" in stdout
+
+
+def test_evaluate_one_split_of_a_split_dataset(tmp_path, tiny_checkpoint, capsys) -> None:
+    data = write_dataset(tmp_path / "split_data", per_class=3, splits=("train", "val", "test"))
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate",
+        "--data",
+        str(data),
+        "--split",
+        "test",
+        "--checkpoint",
+        str(tiny_checkpoint),
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    table, metrics = _read_outputs(out)
+    assert len(table) == 6
+    assert set(table["split"]) == {"test"}
+    assert all(p.startswith("test/") for p in table["path"])
+    assert metrics["split"] == "test"
+
+
+def test_evaluate_split_without_split_folders_exits_2(
+    tiny_dataset, tiny_checkpoint, tmp_path, capsys
+) -> None:
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate",
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        "test",
+        "--checkpoint",
+        str(tiny_checkpoint),
+    ]
+    assert main([*argv, "--out", str(out)]) == 2
+    _, err = capsys.readouterr()
+    assert _one_line(err).startswith("error: ")
+    assert "split" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_evaluate_unknown_split_name_exits_2(
+    tiny_dataset, tiny_checkpoint, tmp_path, capsys
+) -> None:
+    argv = ["evaluate", "--data", str(tiny_dataset), "--split", "holdout"]
+    assert main([*argv, "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert "holdout" in _one_line(capsys.readouterr().err)
+
+
+def test_evaluate_applies_a_saved_split_file(
+    tiny_dataset, tiny_checkpoint, tmp_path, capsys
+) -> None:
+    manifest = assign_splits(
+        build_manifest(tiny_dataset, progress=False).manifest, fractions=(0.5, 0.25, 0.25), seed=3
+    )
+    split_file = tmp_path / "splits.csv"
+    save_splits(manifest, split_file)
+    expected = sorted(manifest.loc[manifest["split"] == "test", "path"])
+    assert expected
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", str(tiny_dataset), "--split", "test", "--splits", str(split_file)]
+    assert main([*argv, "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    capsys.readouterr()
+    table, metrics = _read_outputs(out)
+    assert sorted(table["path"]) == expected
+    assert set(table["split"]) == {"test"}
+    assert metrics["n"] == len(expected)
+
+
+def test_evaluate_bad_split_file_exits_2(tiny_dataset, tiny_checkpoint, tmp_path, capsys) -> None:
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("path,split\nelsewhere/x.png,test\n")
+    argv = ["evaluate", "--data", str(tiny_dataset), "--splits", str(split_file)]
+    assert main([*argv, "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert _one_line(capsys.readouterr().err).startswith("error: ")
+
+
+@pytest.mark.parametrize("problem", ["missing", "no images", "plain file"])
+def test_evaluate_bad_data_folder_exits_2(tiny_checkpoint, tmp_path, problem, capsys) -> None:
+    data = tmp_path / "data"
+    if problem == "no images":
+        data.mkdir()
+        (data / "readme.txt").write_text("nothing here")
+    elif problem == "plain file":
+        data.write_text("not a folder or zip")
+    argv = ["evaluate", "--data", str(data), "--checkpoint", str(tiny_checkpoint)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    _, err = capsys.readouterr()
+    assert _one_line(err).startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_evaluate_lists_skipped_files(tiny_dataset, tiny_checkpoint, tmp_path, capsys) -> None:
+    (tiny_dataset / "fake" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint)]
+    assert main([*argv, "--out", str(out)]) == 0
+    _, err = capsys.readouterr()
+    assert "skipped 1" in err
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["path"].tolist() == ["fake/broken.png"]
+    assert len(_read_outputs(out)[0]) == 16
+
+
+# ------------------------------------------------------------------------------- subprocess
+
+
+def test_python_dash_m_forensics_predict_json(images, tiny_checkpoint) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forensics",
+            "predict",
+            str(images["jpeg"]),
+            str(images["text"]),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    good, bad = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert good["label"] in ("real", "fake")
+    assert 0.0 <= good["prob_fake"] <= 1.0
+    assert good["threshold"] == 0.5
+    assert good["checkpoint_id"] == load_detector(tiny_checkpoint).checkpoint_id
+    assert good["prob_fake"] == pytest.approx(
+        load_detector(tiny_checkpoint).predict(images["jpeg"]).prob_fake, abs=1e-6
+    )
+    assert bad["path"] == str(images["text"]) and bad["error"]
+    assert "Traceback" not in result.stderr

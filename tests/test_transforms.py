@@ -1,0 +1,240 @@
+"""forensics.transforms: config validation, eval/train transforms, normalisation, and the display
+view that the heatmap is drawn on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image
+from PIL import Image
+
+from forensics.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    DataConfig,
+    build_eval_transform,
+    build_train_transform,
+    describe_resampling,
+    to_display,
+)
+
+CONFIG = DataConfig(input_size=16, resize=20)
+
+
+def _constant(value: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Image.Image:
+    return Image.new("RGB", size, value)
+
+
+# --------------------------------------------------------------------------------------------
+# DataConfig / AugmentConfig
+# --------------------------------------------------------------------------------------------
+
+
+def test_data_config_defaults_are_imagenet() -> None:
+    config = DataConfig()
+    assert (config.input_size, config.resize) == (224, 256)
+    assert config.mean == IMAGENET_MEAN and config.std == IMAGENET_STD
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_size": 4, "resize": 4},  # too small
+        {"input_size": 0, "resize": 8},
+        {"input_size": 4096, "resize": 4096},  # too large
+        {"input_size": 32, "resize": 16},  # resize below the crop
+        {"std": (0.2, 0.0, 0.2)},
+        {"std": (0.2, -0.1, 0.2)},
+        {"std": (0.2, 0.2)},
+        {"mean": (0.5, 0.5)},
+        {"mean": (0.5, 0.5, 0.5, 0.5)},
+        {"interpolation": "lanczos"},
+        {"interpolation": "BILINEAR"},
+    ],
+)
+def test_data_config_rejects_bad_values(kwargs) -> None:
+    with pytest.raises(ValueError):
+        DataConfig(**kwargs)
+
+
+def test_unknown_interpolation_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="bicubic"):
+        DataConfig(interpolation="lanczos")
+
+
+def test_data_config_accepts_edges() -> None:
+    assert DataConfig(input_size=8, resize=8).input_size == 8
+    assert DataConfig(input_size=2048, resize=2048).resize == 2048
+
+
+def test_data_config_dict_round_trip() -> None:
+    config = DataConfig(
+        input_size=32,
+        resize=36,
+        mean=(0.5, 0.4, 0.3),
+        std=(0.25, 0.2, 0.15),
+        interpolation="bicubic",
+    )
+    values = config.to_dict()
+    assert values["mean"] == [0.5, 0.4, 0.3] and values["std"] == [0.25, 0.2, 0.15]
+    assert DataConfig.from_dict(values) == config
+    # Through JSON, as a checkpoint stores it.
+    assert DataConfig.from_dict(json.loads(json.dumps(values))) == config
+
+
+def test_data_config_from_dict_fills_defaults_and_ignores_unknown_keys() -> None:
+    config = DataConfig.from_dict({"input_size": 32, "resize": 32, "architecture": "resnet18"})
+    assert config == DataConfig(input_size=32, resize=32)
+    # Lists (as stored in JSON) become tuples of floats, so configs compare and hash.
+    config = DataConfig.from_dict({"input_size": 32, "resize": 32, "mean": [0, 0, 0]})
+    assert config.mean == (0.0, 0.0, 0.0)
+    hash(config)
+
+
+def test_augment_config_rejects_unknown_values() -> None:
+    with pytest.raises(ValueError, match="flip_rotate_jitter"):
+        AugmentConfig(preset="mixup")
+    with pytest.raises(ValueError, match="random_resized_crop"):
+        AugmentConfig(crop="center")
+    assert AugmentConfig(preset="none", crop="random_resized_crop").preset == "none"
+
+
+# --------------------------------------------------------------------------------------------
+# Eval transform
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(40, 30), (16, 16), (30, 64), (64, 18)])
+def test_eval_transform_shape_and_dtype(size) -> None:
+    tensor = build_eval_transform(CONFIG)(make_image(1, size=64).resize(size))
+    assert isinstance(tensor, torch.Tensor)
+    assert tuple(tensor.shape) == (3, 16, 16)
+    assert tensor.dtype == torch.float32
+    assert torch.isfinite(tensor).all()
+
+
+@pytest.mark.parametrize("value", [(0, 0, 0), (255, 255, 255), (10, 128, 250)])
+def test_eval_transform_normalises_per_channel(value) -> None:
+    tensor = build_eval_transform(CONFIG)(_constant(value))
+    for channel in range(3):
+        expected = (value[channel] / 255 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        assert torch.allclose(tensor[channel], torch.full((16, 16), expected), atol=1e-5)
+
+
+def test_eval_transform_uses_the_configured_mean_and_std() -> None:
+    config = DataConfig(input_size=16, resize=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0))
+    tensor = build_eval_transform(config)(_constant((255, 255, 0)))
+    # (1 - 0.5) / 0.5 = 1, (1 - 0.5) / 0.25 = 2, (0 - 0.5) / 1 = -0.5
+    np.testing.assert_allclose(tensor.mean(dim=(1, 2)).numpy(), [1.0, 2.0, -0.5], atol=1e-5)
+
+
+def test_eval_transform_crops_the_centre_rather_than_squashing() -> None:
+    # 64x32: left eighth red, the rest blue. Short side 32 -> 16 gives 32x16; the centre
+    # 16 columns come from original columns 16..48, all blue (the red ends 8 columns before,
+    # beyond the resampling filter's reach). Squashing to 16x16 would keep red columns.
+    pixels = np.zeros((32, 64, 3), dtype=np.uint8)
+    pixels[:, :8] = (255, 0, 0)
+    pixels[:, 8:] = (0, 0, 255)
+    config = DataConfig(input_size=16, resize=16)
+    view = to_display(Image.fromarray(pixels), config)
+    assert view.shape == (16, 16, 3)
+    assert (view[..., 0] == 0).all() and (view[..., 2] == 255).all()
+
+
+def test_eval_transform_is_deterministic(sample_image: Image.Image) -> None:
+    transform = build_eval_transform(CONFIG)
+    first = transform(sample_image)
+    torch.manual_seed(123)
+    assert torch.equal(first, transform(sample_image))
+    assert torch.equal(first, build_eval_transform(CONFIG)(sample_image))
+
+
+# --------------------------------------------------------------------------------------------
+# Train transform
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        None,
+        AugmentConfig(),
+        AugmentConfig(preset="flip_rotate_jitter"),
+        AugmentConfig(crop="random_resized_crop"),
+        AugmentConfig(preset="flip_rotate_jitter", crop="random_resized_crop"),
+    ],
+)
+def test_train_transform_shape_and_randomness(sample_image: Image.Image, augment) -> None:
+    transform = build_train_transform(CONFIG, augment)
+    torch.manual_seed(0)
+    outputs = [transform(sample_image) for _ in range(8)]
+    for tensor in outputs:
+        assert tuple(tensor.shape) == (3, 16, 16) and tensor.dtype == torch.float32
+    assert any(not torch.equal(outputs[0], other) for other in outputs[1:])
+    torch.manual_seed(0)
+    assert torch.equal(transform(sample_image), outputs[0])  # seeded: reproducible
+
+
+def test_train_transform_preset_none_is_eval(sample_image: Image.Image) -> None:
+    train = build_train_transform(CONFIG, AugmentConfig(preset="none"))
+    expected = build_eval_transform(CONFIG)(sample_image)
+    for _ in range(3):
+        assert torch.equal(train(sample_image), expected)
+
+
+def test_train_transform_normalises_like_eval() -> None:
+    # A constant image is unchanged by crops, flips and reflect padding: only the normalisation
+    # shows, and it must be the same as at evaluation time.
+    image = _constant((30, 60, 90))
+    train = build_train_transform(CONFIG, AugmentConfig(preset="flip"))
+    torch.testing.assert_close(train(image), build_eval_transform(CONFIG)(image), atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Display view and resampling warnings
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(48, 48), (60, 40), (40, 64), (16, 16)])
+def test_to_display_is_what_the_model_saw(size) -> None:
+    image = make_image(9, size=64).resize(size)
+    view = to_display(image, CONFIG)
+    assert view.dtype == np.uint8 and view.shape == (16, 16, 3)
+    tensor = build_eval_transform(CONFIG)(image)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    seen = (tensor * std + mean).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(view / 255.0, seen, atol=1 / 255 + 1e-5, rtol=0)
+
+
+def test_to_display_accepts_other_modes() -> None:
+    view = to_display(Image.new("L", (30, 30), 77), CONFIG)
+    assert view.shape == (16, 16, 3) and (view == 77).all()
+
+
+def test_to_display_does_not_alias_the_input() -> None:
+    image = make_image(2, size=16)
+    view = to_display(image, DataConfig(input_size=16, resize=16))
+    view[:] = 0
+    assert np.asarray(image).any()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 50), (64, 64), (20, 16), (33, 500)])
+def test_describe_resampling_silent_near_training_size(size) -> None:
+    assert describe_resampling(size, DataConfig(input_size=32, resize=32)) is None
+
+
+def test_describe_resampling_warns_for_far_larger_image() -> None:
+    message = describe_resampling((1000, 800), DataConfig(input_size=32, resize=32))
+    assert isinstance(message, str)
+    assert "1000x800" in message and "32x32" in message and "downscaled" in message
+    assert message.endswith(".")
+
+
+def test_describe_resampling_warns_for_far_smaller_image() -> None:
+    message = describe_resampling((8, 10), DataConfig(input_size=32, resize=32))
+    assert isinstance(message, str) and "upscaled" in message and "8x10" in message
