@@ -45,8 +45,17 @@ def _spread(names: list[str], n: int) -> list[str]:
 
 
 def _cifake_members(zip_path: Path, n: int = PER_CLASS) -> dict[str, list[str]]:
-    with zipfile.ZipFile(zip_path) as archive:
-        names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    """n REAL and n FAKE members, from the shipped model's held-out test split where it exists
+    (so the check is on images the model never trained on), else from the whole archive."""
+    splits_file = DEFAULT_CHECKPOINT / "splits.csv.gz"
+    prefix = f"{zip_path.name}/"
+    if splits_file.is_file():
+        splits = pd.read_csv(splits_file)
+        test = splits.loc[(splits["split"] == "test") & splits["path"].str.startswith(prefix)]
+        names = [path[len(prefix) :] for path in test["path"]]
+    else:
+        with zipfile.ZipFile(zip_path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
     members = {
         folder: _spread([m for m in names if m.startswith(f"{folder}/")], n)
         for folder in ("REAL", "FAKE")

@@ -26,10 +26,17 @@ from forensics.data import build_manifest, load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
 
-TEMPLATE = Path(__file__).resolve().parent / "model_card_template.md"
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card_cifake.md"
 
 
-def publish(run_dir: Path, dest: Path, *, ood: list[Path], batch_size: int = 256) -> dict[str, Any]:
+def publish(
+    run_dir: Path,
+    dest: Path,
+    *,
+    ood: list[Path],
+    template: Path = DEFAULT_TEMPLATE,
+    batch_size: int = 256,
+) -> dict[str, Any]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     model, meta = load_checkpoint(run_dir / "best")
     dest.mkdir(parents=True, exist_ok=True)
@@ -58,9 +65,8 @@ def publish(run_dir: Path, dest: Path, *, ood: list[Path], batch_size: int = 256
     # Record the shipped weights' own figures in model.json (the run's were for float32).
     meta["metrics"] = {**meta.get("metrics", {}), "test": metrics, "out_of_domain": ood_results}
     save_checkpoint(dest, detector.model, meta, half=True)
-    card = render_card(
-        meta, config, manifest, metrics, ood_results, pd.read_csv(dest / "history.csv"), run_dir
-    )
+    history = pd.read_csv(dest / "history.csv")
+    card = render_card(template, meta, config, manifest, metrics, ood_results, history, run_dir)
     write_text_atomic(dest / "MODEL_CARD.md", card)
     print(
         f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
@@ -73,11 +79,18 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _describe(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in settings.items())
+
+
 def _decimal(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) -> str:
+def render_card(
+    template: Path, meta, config, manifest, metrics, ood_results, history, run_dir
+) -> str:
+    """The template filled with this run's figures (str.format fields)."""
     counts = manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
     split_rows = "\n".join(
         f"| {split} | {int(row.get(0, 0)):,} | {int(row.get(1, 0)):,} |"
@@ -107,8 +120,8 @@ def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) 
         "epochs_run": len(history),
         "best_epoch": int(best["epoch"]),
         "train_minutes": round(history["seconds"].sum() / 60),
-        "optim": config["optim"],
-        "augment": config["augment"],
+        "optim": _describe(config["optim"]),
+        "augment": _describe(config["augment"]),
         "run_dir": run_dir.as_posix(),
         "n_test": metrics["n"],
         "accuracy": _pct(metrics["accuracy"]),
@@ -127,7 +140,7 @@ def render_card(meta, config, manifest, metrics, ood_results, history, run_dir) 
         "ood_rows": ood_rows,
         "torch": meta.get("versions", {}).get("torch", "n/a"),
     }
-    return TEMPLATE.read_text(encoding="utf-8").format(**values)
+    return template.read_text(encoding="utf-8").format(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--to", type=Path, required=True, help="destination checkpoint folder")
     parser.add_argument(
+        "--template",
+        type=Path,
+        default=DEFAULT_TEMPLATE,
+        help="model card template (str.format fields; default: the CIFAKE card)",
+    )
+    parser.add_argument(
         "--ood",
         type=Path,
         nargs="*",
@@ -151,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "best" / "model.json").is_file():
         print(f"error: {args.run_dir} holds no finished run (no best/model.json)", file=sys.stderr)
         return 2
-    publish(args.run_dir, args.to, ood=args.ood)
+    publish(args.run_dir, args.to, ood=args.ood, template=args.template)
     return 0
 
 

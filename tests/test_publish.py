@@ -1,0 +1,63 @@
+"""training.publish: a finished run becomes a shipped float16 checkpoint whose evaluation and
+model card describe exactly the stored file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from forensics import load_detector
+from forensics.evaluation import compute_metrics
+from tests.conftest import write_dataset
+from training.publish import main as publish_main
+from training.train import main as train_main
+
+SMOKE = Path(__file__).resolve().parent.parent / "training" / "configs" / "smoke.yaml"
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path) -> Path:
+    data = write_dataset(tmp_path / "data", per_class=10)
+    run = tmp_path / "run"
+    assert train_main(["--config", str(SMOKE), "--data.root", str(data), "--out", str(run)]) == 0
+    return run
+
+
+def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_path: Path) -> None:
+    ood = write_dataset(tmp_path / "other", per_class=3, size=64)
+    dest = tmp_path / "shipped"
+    assert publish_main([str(finished_run), "--to", str(dest), "--ood", str(ood)]) == 0
+
+    for name in ("model.safetensors", "model.json", "MODEL_CARD.md", "history.csv",
+                 "splits.csv.gz", "config.yaml", "eval/metrics.json", "eval/predictions.csv",
+                 "eval/ood_other/metrics.json"):  # fmt: skip
+        assert (dest / name).is_file(), name
+    stored = load_file(str(dest / "model.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+
+    # The stored evaluation is the shipped file's own: recomputing from its predictions agrees,
+    # and the test rows are exactly the run's test split.
+    metrics = json.loads((dest / "eval" / "metrics.json").read_text())
+    table = pd.read_csv(dest / "eval" / "predictions.csv", keep_default_na=False)
+    splits = pd.read_csv(dest / "splits.csv.gz")
+    assert sorted(table["path"]) == sorted(splits.loc[splits["split"] == "test", "path"])
+    assert compute_metrics(table["label"], table["prob_fake"])["accuracy"] == metrics["accuracy"]
+    detector = load_detector(dest)
+    assert metrics["checkpoint_id"] == detector.checkpoint_id
+    assert detector.metadata["metrics"]["test"]["accuracy"] == metrics["accuracy"]
+
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"{100 * metrics['accuracy']:.2f}%" in card
+    assert "| other | 6 |" in card
+    assert not re.search(r"\{\w+\}", card)  # every template field was filled
+
+
+def test_publish_refuses_an_unfinished_run(tmp_path: Path, capsys) -> None:
+    assert publish_main([str(tmp_path / "nothing"), "--to", str(tmp_path / "out")]) == 2
+    assert "no finished run" in capsys.readouterr().err
