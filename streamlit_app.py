@@ -7,11 +7,16 @@ from forensics.ui.classify import classify_page
 from forensics.ui.common import draw_sidebar
 from forensics.ui.model_card import model_card_page
 
-st.set_page_config(page_title="Image forensics", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Image forensics", page_icon=":material/image_search:", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(classify_page, title="Classify", icon="🔍", default=True),
-        st.Page(model_card_page, title="Model card", icon="📄", url_path="model-card"),
+        st.Page(classify_page, title="Classify", icon=":material/image_search:", default=True),
+        st.Page(
+            model_card_page,
+            title="Model card",
+            icon=":material/description:",
+            url_path="model-card",
+        ),
     ]
 )
 draw_sidebar()

@@ -4,7 +4,7 @@ crash (even kill -9) leaves either the old file or the new one, never half of on
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,13 +13,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)`, then rename the temporary file to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # A unique name in the same folder (rename is atomic only within a filesystem); the writer
+    # creates the file itself, so it gets the usual permissions rather than mkstemp's 0600.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

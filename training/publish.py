@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from forensics.atomic import write_text_atomic
+from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
 from forensics.data import build_manifest, load_splits
 from forensics.detector import load_detector
@@ -41,8 +42,12 @@ def publish(
     model, meta = load_checkpoint(run_dir / "best")
     dest.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, model, meta, half=True)
-    for name in ("history.csv", "splits.csv.gz", "config.yaml"):
+    for name in ("history.csv", "config.yaml"):
         shutil.copyfile(run_dir / name, dest / name)
+    # The shipped split keeps path, label and split; the content hashes (incompressible, most of
+    # the run's file) stay in the run folder and are summed up by model.json's fingerprint.
+    splits = pd.read_csv(run_dir / "splits.csv.gz")[["path", "label", "split"]]
+    write_atomic(dest / "splits.csv.gz", partial(splits.to_csv, index=False, compression="gzip"))
 
     detector = load_detector(dest)
     root = Path(config["data"]["root"])

@@ -22,7 +22,7 @@ from forensics.images import ImageLoadError, load_image
 from forensics.plots import plot_probability
 from forensics.ui.common import selected_detector
 
-DISPLAY_SIZE = 256  # small model inputs (32 px) are enlarged with visible pixels, not smoothed
+DISPLAY_SIZE = 320  # small model inputs (32 px) are enlarged with visible pixels, not smoothed
 
 
 def method_label(method: str) -> str:
@@ -134,18 +134,19 @@ def show_result(
         "AI-generated" if verdict.label == "fake" else "Real photograph",
         f"P(fake) = {verdict.prob_fake:.3f}",
         delta_color="off",
+        delta_arrow="off",
     )
     right.plotly_chart(plot_probability(verdict.prob_fake, verdict.threshold), width="stretch")
     warning = detector.domain_warning(image)
     if warning:
         st.warning(warning)
     view_col, overlay_col = st.columns(2)
-    view_col.image(enlarge(explanation.view), caption="What the model saw", width="stretch")
+    view_col.image(enlarge(explanation.view), caption="What the model saw", width=DISPLAY_SIZE)
     overlay = overlay_heatmap(explanation.view, explanation.heatmap, opacity=opacity)
     overlay_col.image(
         enlarge(overlay),
         caption=f"{method}: regions pushing towards '{explanation.target}'",
-        width="stretch",
+        width=DISPLAY_SIZE,
     )
     if float(explanation.heatmap.max() - explanation.heatmap.min()) < 1e-6:
         st.info(
