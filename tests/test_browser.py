@@ -1,0 +1,156 @@
+"""The app in a real headless Chromium (Debian's package, driven by Playwright): upload an image,
+see the verdict and the heatmap, open the model card. Screenshots go to artifacts/screenshots/.
+
+Skipped, with the reason, where Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forensics.checkpoint import DEFAULT_CHECKPOINT, METADATA_FILE
+from tests.conftest import image_bytes, make_image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if not path:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tiny_checkpoint: Path) -> Iterator[str]:
+    """`streamlit run` on a free local port: the shipped model where it exists, else a tiny one."""
+    checkpoint = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / METADATA_FILE).is_file() else None
+    port = _free_port()
+    env = {**os.environ, "FORENSICS_CHECKPOINT": str(checkpoint or tiny_checkpoint)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "streamlit_app.py"),
+         "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                output = server.stdout.read().decode(errors="replace") if server.stdout else ""
+                pytest.fail(f"streamlit did not start:\n{output[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture
+def browser_page():
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def upload_file(tmp_path: Path) -> Path:
+    """A real CIFAKE image where FORENSICS_DATA_ROOT is set, else a synthetic one."""
+    root = os.environ.get("FORENSICS_DATA_ROOT")
+    archive = Path(root) / "cifake" / "cifake-train.zip" if root else None
+    path = tmp_path / "upload.jpg"
+    if archive is not None and archive.is_file():
+        with zipfile.ZipFile(archive) as zf:
+            member = next(n for n in sorted(zf.namelist()) if n.startswith("FAKE/"))
+            path.write_bytes(zf.read(member))
+    else:
+        path.write_bytes(image_bytes(make_image(7, size=32, fake=True)))
+    return path
+
+
+def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_file: Path) -> None:
+    page = browser_page
+    page.goto(app_url, timeout=60_000)
+    page.get_by_text("Classify an image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(upload_file))
+    page.get_by_text("What the model saw").wait_for(timeout=90_000)
+    verdict = page.get_by_text("Verdict", exact=True)
+    assert verdict.is_visible()
+    body = page.inner_text("body")
+    assert "AI-generated" in body or "Real photograph" in body
+    assert "regions pushing towards" in body  # the heatmap's caption
+    assert page.locator("img").count() >= 2  # the view and the overlay
+    assert "Traceback" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
+
+
+def test_bad_upload_shows_a_message_not_a_traceback(
+    app_url: str, browser_page, tmp_path: Path
+) -> None:
+    fake_jpeg = tmp_path / "notes.jpg"
+    fake_jpeg.write_text("not an image at all")
+    page = browser_page
+    page.goto(app_url, timeout=60_000)
+    page.get_by_text("Classify an image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(fake_jpeg))
+    page.get_by_text("Cannot read notes.jpg").wait_for(timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classify_bad_upload.png"), full_page=True)
+
+
+def test_model_card_page_opens(app_url: str, browser_page) -> None:
+    page = browser_page
+    page.goto(f"{app_url}/model-card", timeout=60_000)
+    page.get_by_role("heading", name="Model card").wait_for(timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "model_card.png"), full_page=True)
