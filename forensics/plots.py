@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
+
+from forensics.evaluation import (
+    compute_confusion,
+    compute_metrics,
+    compute_pr_curve,
+    compute_reliability,
+    compute_roc_curve,
+    expected_calibration_error,
+)
 
 REAL_COLOUR = "#2e7d32"
 FAKE_COLOUR = "#c62828"
@@ -35,4 +47,182 @@ def plot_probability(prob_fake: float, threshold: float) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 30, "b": 40},
         showlegend=False,
     )
+    return figure
+
+
+def _operating_point(labels, prob_fake, threshold: float) -> dict[str, float]:
+    confusion = compute_confusion(labels, prob_fake, threshold=threshold)
+    tp, fp, tn, fn = (confusion[k] for k in ("tp", "fp", "tn", "fn"))
+    return {
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        "tpr": tp / (tp + fn) if tp + fn else 0.0,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+    }
+
+
+def plot_confusion_matrix(confusion: dict[str, int], *, normalize: bool = False) -> go.Figure:
+    """2x2 heatmap, rows = true class, columns = predicted; counts, or shares of each true class."""
+    counts = np.array(
+        [[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]], dtype=float
+    )
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    text = [
+        [
+            f"{values[i, j]:.1%}<br>({int(counts[i, j]):,})"
+            if normalize
+            else f"{int(counts[i, j]):,}"
+            for j in range(2)
+        ]
+        for i in range(2)
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=["predicted real", "predicted fake"],
+            y=["true real", "true fake"],
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="%{y}, %{x}: %{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        yaxis={"autorange": "reversed"}, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}
+    )
+    return figure
+
+
+def plot_roc_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
+    """ROC curve (fake = positive) with the AUC and the threshold's operating point."""
+    curve = compute_roc_curve(labels, prob_fake)
+    point = _operating_point(labels, prob_fake, threshold)
+    auc = compute_metrics(labels, prob_fake, threshold=threshold)["roc_auc"]
+    figure = go.Figure()
+    figure.add_scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name="ROC")
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
+    )
+    figure.add_scatter(
+        x=[point["fpr"]],
+        y=[point["tpr"]],
+        mode="markers",
+        marker={"size": 12, "color": FAKE_COLOUR},
+        name=f"threshold {threshold:.2f}",
+    )
+    figure.update_layout(
+        title=f"ROC (AUC {auc:.4f})" if auc is not None else "ROC (one class only)",
+        xaxis_title="false positive rate (real called fake)",
+        yaxis_title="true positive rate (fakes caught)",
+        height=380,
+    )
+    return figure
+
+
+def plot_pr_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
+    """Precision-recall curve for the fake class with the threshold's operating point."""
+    curve = compute_pr_curve(labels, prob_fake)
+    point = _operating_point(labels, prob_fake, threshold)
+    ap = compute_metrics(labels, prob_fake, threshold=threshold)["average_precision"]
+    figure = go.Figure()
+    figure.add_scatter(x=curve["recall"], y=curve["precision"], mode="lines", name="PR")
+    figure.add_scatter(
+        x=[point["tpr"]],
+        y=[point["precision"]],
+        mode="markers",
+        marker={"size": 12, "color": FAKE_COLOUR},
+        name=f"threshold {threshold:.2f}",
+    )
+    figure.update_layout(
+        title=f"Precision-recall (AP {ap:.4f})" if ap is not None else "Precision-recall",
+        xaxis_title="recall (fakes caught)",
+        yaxis_title="precision (fake verdicts that are right)",
+        height=380,
+    )
+    return figure
+
+
+def plot_reliability(labels, prob_fake, *, n_bins: int = 15) -> go.Figure:
+    """Observed share of fakes against mean prob_fake per bin (diagonal: perfect calibration)."""
+    table = compute_reliability(labels, prob_fake, n_bins=n_bins)
+    filled = table[table["count"] > 0]
+    ece = expected_calibration_error(labels, prob_fake, n_bins=n_bins)
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        name="perfect calibration",
+        line={"dash": "dot", "color": "grey"},
+    )
+    figure.add_scatter(
+        x=filled["mean_prob_fake"],
+        y=filled["fraction_fake"],
+        mode="lines+markers",
+        name="model",
+        marker={"size": 6 + 14 * np.sqrt(filled["count"] / filled["count"].max())},
+        customdata=filled["count"],
+        hovertemplate="mean P(fake) %{x:.3f}<br>share fake %{y:.3f}<br>%{customdata} images"
+        "<extra></extra>",
+    )
+    figure.update_layout(
+        title=f"Reliability (ECE {ece:.4f})",
+        xaxis_title="mean predicted P(fake) in bin",
+        yaxis_title="observed share of fakes",
+        height=380,
+    )
+    return figure
+
+
+def plot_probability_histogram(labels, prob_fake, *, threshold: float, bins: int = 40) -> go.Figure:
+    """Distribution of prob_fake for each true class, with the threshold marked."""
+    labels = np.asarray(labels)
+    prob_fake = np.asarray(prob_fake, dtype=float)
+    figure = go.Figure()
+    for value, name, colour in ((0, "true real", REAL_COLOUR), (1, "true fake", FAKE_COLOUR)):
+        figure.add_histogram(
+            x=prob_fake[labels == value],
+            name=name,
+            marker_color=colour,
+            opacity=0.6,
+            xbins={"start": 0, "end": 1.0001, "size": 1 / bins},
+        )
+    figure.add_vline(x=threshold, line_dash="dash", annotation_text=f"threshold {threshold:.2f}")
+    figure.update_layout(
+        barmode="overlay",
+        xaxis_title="P(fake)",
+        yaxis_title="images",
+        yaxis_type="log",
+        height=380,
+    )
+    return figure
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame], metric: str) -> go.Figure:
+    """`metric` per epoch for train (dashed) and validation (solid), one colour per run; the
+    best epoch (lowest validation loss) of each run is marked with a star."""
+    figure = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    for i, (name, history) in enumerate(histories.items()):
+        colour = palette[i % len(palette)]
+        for split, dash in (("train", "dash"), ("val", "solid")):
+            column = f"{split}_{metric}"
+            if column in history:
+                figure.add_scatter(
+                    x=history["epoch"],
+                    y=history[column],
+                    mode="lines+markers",
+                    name=f"{name} {split}",
+                    line={"color": colour, "dash": dash},
+                )
+        if f"val_{metric}" in history and "val_loss" in history and len(history):
+            best = history.loc[history["val_loss"].idxmin()]
+            figure.add_scatter(
+                x=[best["epoch"]],
+                y=[best[f"val_{metric}"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 16, "color": colour},
+                name=f"{name} best epoch {int(best['epoch'])}",
+            )
+    figure.update_layout(xaxis_title="epoch", yaxis_title=metric.replace("_", " "), height=380)
     return figure

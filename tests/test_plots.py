@@ -1,0 +1,82 @@
+"""Plotly figures: they draw the numbers they are given, and mark what they claim to mark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from forensics.evaluation import compute_confusion
+from forensics.plots import (
+    plot_confusion_matrix,
+    plot_pr_curve,
+    plot_probability,
+    plot_probability_histogram,
+    plot_reliability,
+    plot_roc_curve,
+    plot_training_curves,
+)
+
+LABELS = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+PROBS = np.array([0.1, 0.4, 0.7, 0.8, 0.9, 0.3, 0.6, 0.2])
+
+
+def test_probability_bar_colour_follows_the_verdict() -> None:
+    fake = plot_probability(0.8, 0.5)
+    real = plot_probability(0.3, 0.5)
+    assert fake.data[0].x == (0.8,)
+    assert fake.data[0].marker.color != real.data[0].marker.color
+    assert fake.layout.shapes[0].x0 == 0.5  # the threshold line
+
+
+def test_confusion_matrix_counts_and_normalised_shares() -> None:
+    confusion = compute_confusion(LABELS, PROBS, threshold=0.5)  # tn 3, fp 1, fn 1, tp 3
+    counts = plot_confusion_matrix(confusion)
+    np.testing.assert_array_equal(counts.data[0].z, [[3, 1], [1, 3]])
+    shares = plot_confusion_matrix(confusion, normalize=True)
+    np.testing.assert_allclose(shares.data[0].z, [[0.75, 0.25], [0.25, 0.75]])
+    assert "(3)" in shares.data[0].text[0][0]
+
+
+def test_roc_marks_the_operating_point_and_auc() -> None:
+    figure = plot_roc_curve(LABELS, PROBS, threshold=0.5)
+    point = figure.data[-1]
+    assert point.x == (0.25,) and point.y == (0.75,)  # fpr 1/4, tpr 3/4
+    assert "AUC 0.8125" in figure.layout.title.text
+
+
+def test_pr_curve_marks_precision_and_recall_at_the_threshold() -> None:
+    figure = plot_pr_curve(LABELS, PROBS, threshold=0.65)  # tp 2 (0.8, 0.9), fp 1 (0.7)
+    point = figure.data[-1]
+    assert point.x == (0.5,)
+    assert point.y == (pytest.approx(2 / 3),)
+
+
+def test_reliability_reports_ece() -> None:
+    figure = plot_reliability(LABELS, PROBS, n_bins=5)
+    assert figure.layout.title.text.startswith("Reliability (ECE ")
+    assert isinstance(figure, go.Figure) and len(figure.data) == 2
+
+
+def test_histogram_splits_by_true_class() -> None:
+    figure = plot_probability_histogram(LABELS, PROBS, threshold=0.5)
+    assert sorted(figure.data[0].x) == sorted(PROBS[LABELS == 0])
+    assert sorted(figure.data[1].x) == sorted(PROBS[LABELS == 1])
+
+
+def test_training_curves_mark_the_best_epoch_of_each_run() -> None:
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [0.6, 0.4, 0.3],
+            "val_loss": [0.5, 0.35, 0.4],
+            "train_accuracy": [0.7, 0.8, 0.9],
+            "val_accuracy": [0.72, 0.85, 0.83],
+        }
+    )
+    figure = plot_training_curves({"a": history, "b": history.assign(val_loss=[0.3, 0.4, 0.5])},
+                                  "accuracy")  # fmt: skip
+    stars = [trace for trace in figure.data if trace.marker.symbol == "star"]
+    assert [(s.x[0], s.y[0]) for s in stars] == [(2, 0.85), (1, 0.72)]
+    assert len(figure.data) == 6  # train + val + best, per run
