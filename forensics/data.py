@@ -15,6 +15,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -217,6 +218,46 @@ def build_manifest(
         manifest = manifest[split_found].reset_index(drop=True)
     manifest["label"] = manifest["label"].astype(int)
     return Discovery(manifest, pd.DataFrame(skipped, columns=["path", "reason"]))
+
+
+def default_cache_dir() -> Path:
+    """Where scans are cached: $FORENSICS_CACHE, else ~/.cache/forensics."""
+    return Path(os.environ.get("FORENSICS_CACHE", Path.home() / ".cache" / "forensics"))
+
+
+def _root_signature(root: Path) -> str:
+    """Changes whenever a file under `root` is added, removed, resized or rewritten."""
+    digest = hashlib.sha256(str(root.resolve()).encode())
+    entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for path in entries:
+        stat = path.stat()
+        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def load_or_build_manifest(
+    root: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    progress_callback: Callable[[int, int], None] | None = None,
+) -> Discovery:
+    """`build_manifest`, cached on disk and keyed by the root's path and file sizes and times,
+    so a second look at an unchanged dataset costs a directory listing, not a full decode."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"dataset root not found: {root}")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = folder / "manifests" / _root_signature(root)
+    manifest_file, skipped_file = folder / "manifest.csv.gz", folder / "skipped.csv"
+    if manifest_file.is_file() and skipped_file.is_file():
+        manifest = pd.read_csv(manifest_file, keep_default_na=False, na_values={"split": [""]})
+        manifest["split"] = manifest["split"].astype(object).where(manifest["split"].notna(), None)
+        return Discovery(manifest, pd.read_csv(skipped_file, keep_default_na=False))
+    discovery = build_manifest(root, progress=progress, progress_callback=progress_callback)
+    write_atomic(manifest_file, partial(discovery.manifest.to_csv, index=False, compression="gzip"))
+    write_atomic(skipped_file, partial(discovery.skipped.to_csv, index=False))
+    return discovery
 
 
 def assign_splits(

@@ -95,7 +95,7 @@ def train_one_epoch(model, loader, optimizer, criterion, *, amp, epoch) -> dict[
         seen += len(targets)
         probs.append(torch.softmax(logits.detach().float(), 1)[:, 1])
         labels.append(targets)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     return _summarize(total_loss / seen, torch.cat(labels), torch.cat(probs))
 
 

@@ -1,0 +1,122 @@
+"""Evaluation results for the evaluation and error pages: the checkpoint's stored evaluation, or
+a fresh one on the sidebar's dataset, cached on disk next to the checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from forensics.data import SPLITS, dataset_fingerprint, default_cache_dir, load_splits
+from forensics.detector import Detector
+from forensics.evaluation import read_evaluation, run_evaluation, write_evaluation
+from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
+
+STORED = "Stored evaluation (shipped with the checkpoint)"
+ON_DATASET = "Evaluate on the sidebar's dataset"
+SPLIT_FILE = "splits.csv.gz"
+
+
+@dataclass(frozen=True)
+class Results:
+    table: pd.DataFrame  # forensics.evaluation.build_predictions_table's columns
+    metrics: dict
+    root: Path | None  # the dataset root the table's paths are relative to, when known
+    description: str
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_cached(folder: str, modified: float) -> tuple[pd.DataFrame, dict]:
+    # `modified` is part of the cache key, so a rewritten evaluation is read again.
+    return read_evaluation(folder)
+
+
+def read_results_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
+    return _read_cached(str(folder), (folder / "predictions.csv").stat().st_mtime)
+
+
+def evaluation_cache_folder(detector: Detector, key: str) -> Path:
+    """`<checkpoint>/eval_cache/<key>`, or the user cache where the checkpoint is read-only."""
+    folder = detector.checkpoint_dir / "eval_cache"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        folder = default_cache_dir() / "evaluations"
+    return folder / key
+
+
+def choose_results(detector: Detector, *, key: str) -> Results | None:
+    """Draw the source selector and return the chosen results (None, with a message, if none)."""
+    stored = detector.checkpoint_dir / "eval"
+    has_stored = (stored / "predictions.csv").is_file()
+    source = st.radio(
+        "Results",
+        [STORED, ON_DATASET],
+        index=0 if has_stored else 1,
+        key=f"{key}_source",
+        horizontal=True,
+    )
+    if source == STORED:
+        if not has_stored:
+            st.info("This checkpoint ships no stored evaluation. " + NO_DATASET_HINT)
+            return None
+        table, metrics = read_results_folder(stored)
+        split = metrics.get("split", "test")
+        # Paths are relative to the dataset root, which the sidebar supplies for thumbnails.
+        return Results(table, metrics, selected_dataset(), f"stored evaluation, {split} split")
+    return _results_on_dataset(detector, key=key)
+
+
+def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
+    root = selected_dataset()
+    if root is None:
+        st.info(NO_DATASET_HINT)
+        return None
+    discovery = scan_dataset(root)
+    if discovery is None:
+        return None
+    manifest = discovery.manifest
+    split_file = detector.checkpoint_dir / SPLIT_FILE
+    if split_file.is_file() and st.checkbox(
+        f"Use the checkpoint's own split ({SPLIT_FILE})",
+        value=True,
+        key=f"{key}_splitfile",
+        help="The split the model was trained with: its test split holds only unseen images.",
+    ):
+        try:
+            manifest = load_splits(manifest, split_file)
+        except ValueError as exc:
+            st.warning(f"The checkpoint's split does not fit this dataset ({exc}); using all.")
+    splits = [s for s in SPLITS if (manifest["split"] == s).any()]
+    split = st.selectbox("Split", [*splits, "all"], key=f"{key}_split")
+    rows = manifest if split == "all" else manifest[manifest["split"] == split]
+    rows = rows.reset_index(drop=True)
+    if rows.empty:
+        st.info("No images in that selection.")
+        return None
+    cache_key = f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{split}"
+    folder = evaluation_cache_folder(detector, cache_key)
+    if not (folder / "predictions.csv").is_file():
+        if not st.button(f"Evaluate {len(rows):,} images", key=f"{key}_run", type="primary"):
+            st.caption("Results are cached on disk, so this runs once per checkpoint and data.")
+            return None
+        bar = st.progress(0.0, text="Evaluating…")
+        table, metrics = run_evaluation(
+            detector,
+            root,
+            rows,
+            progress=False,
+            progress_callback=lambda done, total: bar.progress(
+                done / total, text=f"Evaluating: {done:,} of {total:,} images"
+            ),
+        )
+        bar.empty()
+        metrics.update(split=split, data_root=str(root))
+        write_evaluation(folder, table, metrics)
+    table, metrics = read_results_folder(folder)
+    return Results(table, metrics, root, f"{root}, {split} split ({len(table):,} images)")

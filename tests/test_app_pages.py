@@ -1,0 +1,113 @@
+"""AppTest for the evaluation and training-runs pages on a tiny trained and published model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import write_dataset
+from training.publish import main as publish_main
+from training.train import main as train_main
+
+SMOKE = Path(__file__).resolve().parent.parent / "training" / "configs" / "smoke.yaml"
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("published")
+    data = write_dataset(base / "data", per_class=10)
+    run = base / "runs" / "smoke"
+    assert train_main(["--config", str(SMOKE), "--data.root", str(data), "--out", str(run)]) == 0
+    checkpoint = base / "checkpoint"
+    assert publish_main([str(run), "--to", str(checkpoint)]) == 0
+    return {"data": data, "runs": run.parent, "checkpoint": checkpoint}
+
+
+@pytest.fixture
+def environment(published: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(published["checkpoint"]))
+    monkeypatch.setenv("FORENSICS_DATASET", str(published["data"]))
+    monkeypatch.setenv("FORENSICS_RUNS", str(published["runs"]))
+    monkeypatch.setenv("FORENSICS_CACHE", str(tmp_path / "cache"))
+    return published
+
+
+def _evaluation_script() -> None:
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.evaluation import evaluation_page
+
+    draw_sidebar()
+    evaluation_page()
+
+
+def _training_script() -> None:
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.training_runs import training_runs_page
+
+    draw_sidebar()
+    training_runs_page()
+
+
+def _run(script) -> AppTest:
+    at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _caption_with(at: AppTest, text: str) -> str:
+    return next(c.value for c in at.caption if text in c.value)
+
+
+def test_stored_evaluation_and_live_threshold(environment) -> None:
+    at = _run(_evaluation_script)
+    assert at.title[0].value == "Model evaluation"
+    metrics = at.dataframe[0].value
+    assert list(metrics["metric"])[:2] == ["Accuracy", "Precision (fake)"]
+    slider = next(s for s in at.slider if s.label.startswith("Decision threshold"))
+    slider.set_value(0.0).run()  # everything is called fake: no false negatives
+    caption = _caption_with(at, "False positives")
+    assert "false negatives (fake called real): 0" in caption
+    slider.set_value(1.0).run()  # nothing reaches 1.0: no false positives
+    assert "False positives (real called fake): 0" in _caption_with(at, "False positives")
+
+
+def test_evaluation_on_the_dataset_is_cached(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    assert not at.exception, at.exception
+    split = next(s for s in at.selectbox if s.label == "Split")
+    split.set_value("all").run()
+    button = next(b for b in at.button if b.label.startswith("Evaluate "))
+    assert button.label == "Evaluate 20 images"
+    button.click().run()
+    assert not at.exception, at.exception
+    assert "20 images" in _caption_with(at, "Checkpoint")
+    # A fresh session finds the cached result: no button, results straight away.
+    again = _run(_evaluation_script)
+    again.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    next(s for s in again.selectbox if s.label == "Split").set_value("all").run()
+    assert not [b for b in again.button if b.label.startswith("Evaluate ")]
+    assert "20 images" in _caption_with(again, "Checkpoint")
+
+
+def test_missing_dataset_folder_is_a_message(environment, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FORENSICS_DATASET", str(tmp_path / "nowhere"))
+    at = _run(_evaluation_script)
+    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    assert not at.exception, at.exception
+    assert any("Dataset folder not found" in e.value for e in at.error)
+
+
+def test_training_runs_page_plots_the_run(environment) -> None:
+    at = _run(_training_script)
+    assert at.title[0].value == "Training runs"
+    chosen = at.multiselect[0]
+    assert "smoke" in chosen.options
+    assert "smoke" in chosen.value
+    metric = at.selectbox[0]
+    metric.set_value("accuracy").run()
+    assert not at.exception, at.exception
+    assert any("best epoch" in e.label for e in at.expander)

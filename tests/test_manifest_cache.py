@@ -1,0 +1,38 @@
+"""load_or_build_manifest: a second scan of an unchanged dataset comes from the disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import forensics.data as data
+from tests.conftest import make_image
+
+
+def test_second_scan_is_served_from_cache(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    first = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned again although nothing changed")
+
+    monkeypatch.setattr(data, "build_manifest", no_scan)
+    second = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+    pd.testing.assert_frame_equal(first.manifest, second.manifest, check_dtype=False)
+    assert second.manifest["split"].isna().all()  # "no split" survives the round trip
+    assert data.dataset_fingerprint(first.manifest) == data.dataset_fingerprint(second.manifest)
+
+
+def test_a_changed_dataset_is_scanned_again(tiny_dataset: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+    make_image(999, fake=True).save(tiny_dataset / "fake" / "new.png")
+    second = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+    assert len(second.manifest) == len(first.manifest) + 1
+
+
+def test_missing_root_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        data.load_or_build_manifest(tmp_path / "nowhere", cache_dir=tmp_path)
