@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -111,3 +112,72 @@ def test_training_runs_page_plots_the_run(environment) -> None:
     metric.set_value("accuracy").run()
     assert not at.exception, at.exception
     assert any("best epoch" in e.label for e in at.expander)
+
+
+def _errors_script() -> None:
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.errors import errors_page
+
+    draw_sidebar()
+    errors_page()
+
+
+def test_error_browser_filters_and_shows_heatmaps(environment) -> None:
+    at = _run(_errors_script)
+    assert at.title[0].value == "Error browser"
+    summary = _caption_with(at, "false positives")
+    shown = at.multiselect[0]
+    shown.set_value(["false_positive", "false_negative", "uncertain_correct"]).run()
+    assert not at.exception, at.exception
+    # Everything in the stored test split is now listed: errors plus the correct ones.
+    test_rows = len(pd.read_csv(environment["checkpoint"] / "eval" / "predictions.csv"))
+    label = next(b for b in at.get("download_button")).proto.label
+    assert label == f"Download these {test_rows} rows as CSV"
+    assert "Detail" in [h.value for h in at.subheader]
+    assert any("why fake" in c for image in at.image for c in image.captions)
+    assert f"among {test_rows} images" in summary
+
+
+def test_error_selection_logic() -> None:
+    from forensics.ui.errors import classify_rows, select_rows
+
+    table = pd.DataFrame(
+        {
+            "path": list("abcdef"),
+            "label": [0, 0, 1, 1, 0, 1],
+            "prob_fake": [0.9, 0.2, 0.3, 0.8, 0.55, 0.51],
+        }
+    )
+    rows = classify_rows(table, threshold=0.5)
+    assert list(rows["kind"]) == [
+        "false_positive",
+        "correct",
+        "false_negative",
+        "correct",
+        "false_positive",
+        "correct",
+    ]
+    errors = select_rows(
+        rows,
+        ["false_positive", "false_negative"],
+        confidence=(0.5, 1.0),
+        uncertain_count=0,
+        most_confident_first=True,
+    )
+    assert list(errors["path"]) == ["a", "c", "e"]  # confidence 0.9, 0.7, 0.55
+    confident = select_rows(
+        rows,
+        ["false_positive"],
+        confidence=(0.6, 1.0),
+        uncertain_count=0,
+        most_confident_first=True,
+    )
+    assert list(confident["path"]) == ["a"]
+    unsure = select_rows(
+        rows,
+        ["uncertain_correct"],
+        confidence=(0.5, 1.0),
+        uncertain_count=1,
+        most_confident_first=False,
+    )
+    assert list(unsure["path"]) == ["f"]  # the correct verdict closest to the threshold

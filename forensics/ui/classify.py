@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
-from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
-from forensics.detector import Detector, Explanation
+from forensics.detector import Detector
 from forensics.explain import (
     CAM_METHODS,
     SLOW_METHODS,
@@ -20,30 +18,13 @@ from forensics.explain import (
 )
 from forensics.images import ImageLoadError, load_image
 from forensics.plots import plot_probability
-from forensics.ui.common import selected_detector
-
-DISPLAY_SIZE = 320  # small model inputs (32 px) are enlarged with visible pixels, not smoothed
-
-
-def method_label(method: str) -> str:
-    return f"{method} (slow)" if method in SLOW_METHODS else method
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_explanation(
-    checkpoint_dir: str, checkpoint_id: str, data: bytes, method: str, target: str
-) -> Explanation:
-    # Keyed by the weights' id and the image bytes: the slider and reruns never recompute a CAM.
-    from forensics.ui.common import cached_detector
-
-    return cached_detector(checkpoint_dir).explain(data, method=method, target=target)
-
-
-def enlarge(pixels: np.ndarray) -> Image.Image:
-    image = Image.fromarray(pixels)
-    if image.width >= DISPLAY_SIZE:
-        return image
-    return image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.Resampling.NEAREST)
+from forensics.ui.common import (
+    DISPLAY_SIZE,
+    enlarge,
+    explain_cached,
+    method_label,
+    selected_detector,
+)
 
 
 def example_files(folder: str) -> list[Path]:
@@ -124,9 +105,7 @@ def show_result(
         return
     spinner = f"Computing {method}…" + (" (slow method)" if method in SLOW_METHODS else "")
     with st.spinner(spinner):
-        explanation = cached_explanation(
-            str(detector.checkpoint_dir), detector.checkpoint_id, data, method, target
-        )
+        explanation = explain_cached(detector, data, method, target)
     verdict = explanation.verdict
     left, right = st.columns([1, 2])
     left.metric(

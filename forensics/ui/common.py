@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from forensics.data import Discovery, load_or_build_manifest
-from forensics.detector import Detector, load_detector
+from forensics.detector import Detector, Explanation, load_detector
+from forensics.explain import SLOW_METHODS
 
 CHECKPOINT_KEY = "checkpoint_dir"
 DATASET_KEY = "dataset_root"
@@ -18,6 +21,9 @@ NO_DATASET_HINT = (
     "Set a dataset folder (or .zip) in the sidebar, e.g. ../shared/data/cifake, or download a "
     "public one such as CIFAKE (see the README, 'Datasets')."
 )
+
+
+DISPLAY_SIZE = 320  # small model inputs (32 px) are enlarged with visible pixels, not smoothed
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -89,3 +95,27 @@ def scan_dataset(root: Path) -> Discovery | None:
     finally:
         bar.empty()
     return discovery
+
+
+def method_label(method: str) -> str:
+    return f"{method} (slow)" if method in SLOW_METHODS else method
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _explanation(
+    checkpoint_dir: str, checkpoint_id: str, data: bytes, method: str, target: str
+) -> Explanation:
+    # Keyed by the weights' id and the image bytes: sliders and reruns never recompute a CAM.
+    return cached_detector(checkpoint_dir).explain(data, method=method, target=target)
+
+
+def explain_cached(detector: Detector, data: bytes, method: str, target: str) -> Explanation:
+    return _explanation(str(detector.checkpoint_dir), detector.checkpoint_id, data, method, target)
+
+
+def enlarge(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
+    """Small model views scaled up with visible pixels (nearest), never smoothed."""
+    image = Image.fromarray(pixels)
+    if image.width >= size:
+        return image
+    return image.resize((size, size), Image.Resampling.NEAREST)

@@ -1,0 +1,192 @@
+"""Error browser: the misclassified images (and, on request, the least confident correct ones),
+filtered, sorted and paged, with heatmaps and a detail view."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from forensics.data import ImageStore
+from forensics.detector import Detector
+from forensics.explain import CAM_METHODS
+from forensics.images import ImageLoadError
+from forensics.ui.common import (
+    NO_DATASET_HINT,
+    enlarge,
+    explain_cached,
+    method_label,
+    selected_detector,
+    selected_threshold,
+)
+from forensics.ui.results import choose_results
+
+KINDS = {
+    "false_positive": "False positives (real called fake)",
+    "false_negative": "False negatives (fake called real)",
+    "uncertain_correct": "Least confident correct",
+}
+PAGE_SIZE = 12
+COLUMNS = 4
+THUMBNAIL = 160
+
+
+def classify_rows(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Add `verdict`, `kind` and `confidence` (probability of the verdict) at `threshold`."""
+    fake = table["prob_fake"].to_numpy() >= threshold
+    label = table["label"].to_numpy()
+    kind = np.where(
+        fake == (label == 1), "correct", np.where(fake, "false_positive", "false_negative")
+    )
+    return table.assign(
+        verdict=np.where(fake, "fake", "real"),
+        kind=kind,
+        confidence=np.where(fake, table["prob_fake"], 1.0 - table["prob_fake"]),
+    )
+
+
+def select_rows(
+    rows: pd.DataFrame,
+    kinds: list[str],
+    *,
+    confidence: tuple[float, float],
+    uncertain_count: int,
+    most_confident_first: bool,
+) -> pd.DataFrame:
+    """The errors of the chosen kinds plus the `uncertain_count` least confident correct rows,
+    within the confidence range, sorted by confidence."""
+    parts = [rows[rows["kind"] == k] for k in kinds if k != "uncertain_correct"]
+    if "uncertain_correct" in kinds and uncertain_count:
+        correct = rows[rows["kind"] == "correct"].nsmallest(uncertain_count, "confidence")
+        parts.append(correct.assign(kind="uncertain_correct"))
+    chosen = pd.concat(parts) if parts else rows.iloc[:0]
+    low, high = confidence
+    chosen = chosen[(chosen["confidence"] >= low) & (chosen["confidence"] <= high)]
+    return chosen.sort_values("confidence", ascending=not most_confident_first)
+
+
+def errors_page() -> None:
+    st.title("Error browser")
+    detector = selected_detector()
+    if detector is None:
+        return
+    results = choose_results(detector, key="errors")
+    if results is None:
+        return
+    threshold = selected_threshold(detector)
+    rows = classify_rows(results.table, threshold)
+    counts = rows["kind"].value_counts()
+    st.caption(
+        f"{results.description} at threshold {threshold:.2f}: "
+        f"{counts.get('false_positive', 0):,} false positives, "
+        f"{counts.get('false_negative', 0):,} false negatives among {len(rows):,} images."
+    )
+    filters = st.columns([2, 2, 1])
+    kinds = filters[0].multiselect(
+        "Show",
+        list(KINDS),
+        default=["false_positive", "false_negative"],
+        format_func=KINDS.get,
+    )
+    low, high = filters[1].slider("Confidence of the verdict", 0.5, 1.0, (0.5, 1.0), 0.01)
+    order = filters[2].radio("Order", ["most confident first", "least confident first"])
+    uncertain = 0
+    if "uncertain_correct" in kinds:
+        uncertain = st.number_input("How many least confident correct images", 1, 1000, 24)
+    chosen = select_rows(
+        rows,
+        kinds,
+        confidence=(low, high),
+        uncertain_count=int(uncertain),
+        most_confident_first=order.startswith("most"),
+    )
+    st.download_button(
+        f"Download these {len(chosen):,} rows as CSV",
+        chosen.to_csv(index=False).encode(),
+        file_name="errors.csv",
+        mime="text/csv",
+    )
+    if chosen.empty:
+        st.info("Nothing matches these filters.")
+        return
+    if results.root is None or not results.root.exists():
+        st.info("Thumbnails and heatmaps need the images. " + NO_DATASET_HINT)
+        st.dataframe(chosen, hide_index=True)
+        return
+    pages = math.ceil(len(chosen) / PAGE_SIZE)
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
+    shown = chosen.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    store = ImageStore(results.root)
+    draw_grid(detector, store, shown)
+    draw_detail(detector, store, shown)
+
+
+def _read(store: ImageStore, path: str) -> bytes | None:
+    try:
+        return store.read_bytes(path)
+    except (OSError, KeyError) as exc:
+        st.warning(f"Cannot read {path}: {exc}")
+        return None
+
+
+def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> None:
+    columns = st.columns(COLUMNS)
+    for i, row in enumerate(shown.itertuples(index=False)):
+        column = columns[i % COLUMNS]
+        data = _read(store, row.path)
+        if data is None:
+            continue
+        try:
+            explanation = explain_cached(detector, data, "gradcam", "predicted")
+        except ImageLoadError as exc:
+            column.warning(f"{row.path}: {exc}")
+            continue
+        column.image(
+            enlarge(explanation.overlay, THUMBNAIL),
+            caption=f"{KINDS.get(row.kind, row.kind).split(' (')[0]} · "
+            f"P(fake) {row.prob_fake:.3f} · {row.path.rsplit('/', 1)[-1]}",
+            width=THUMBNAIL,
+        )
+
+
+def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> None:
+    st.subheader("Detail")
+    left, right = st.columns(2)
+    path = left.selectbox("Image", shown["path"].tolist())
+    method = right.selectbox("CAM method", list(CAM_METHODS), format_func=method_label)
+    row = shown[shown["path"] == path].iloc[0]
+    data = _read(store, path)
+    if data is None:
+        return
+    try:
+        with st.spinner(f"Computing {method}…"):
+            explanations = {t: explain_cached(detector, data, method, t) for t in ("fake", "real")}
+    except ImageLoadError as exc:
+        st.error(f"Cannot read {path}: {exc}")
+        return
+    with Image.open(io.BytesIO(data)) as original:
+        size, file_format = original.size, original.format
+        full = original.convert("RGB")
+    views = st.columns(4)
+    views[0].image(full, caption=f"Original {size[0]}x{size[1]}", width=200)
+    views[1].image(enlarge(explanations["fake"].view, 200), caption="What the model saw")
+    views[2].image(enlarge(explanations["fake"].overlay, 200), caption=f"{method}: why fake")
+    views[3].image(enlarge(explanations["real"].overlay, 200), caption=f"{method}: why real")
+    st.table(
+        pd.DataFrame(
+            {
+                "path": [path],
+                "true": [row["true"]],
+                "verdict": [row["verdict"]],
+                "P(fake)": [f"{row['prob_fake']:.4f}"],
+                "size": [f"{size[0]}x{size[1]}"],
+                "format": [file_format],
+                "sha256": [hashlib.sha256(data).hexdigest()],
+            }
+        ).T.rename(columns={0: ""})
+    )
