@@ -5,6 +5,7 @@ import streamlit as st
 
 from forensics.ui.classify import classify_page
 from forensics.ui.common import draw_sidebar
+from forensics.ui.dataset import dataset_page
 from forensics.ui.errors import errors_page
 from forensics.ui.evaluation import evaluation_page
 from forensics.ui.model_card import model_card_page
@@ -14,6 +15,9 @@ st.set_page_config(page_title="Image forensics", page_icon=":material/image_sear
 navigation = st.navigation(
     [
         st.Page(classify_page, title="Classify", icon=":material/image_search:", default=True),
+        st.Page(
+            dataset_page, title="Dataset analysis", icon=":material/dataset:", url_path="dataset"
+        ),
         st.Page(
             evaluation_page,
             title="Model evaluation",

@@ -43,7 +43,78 @@ SPLIT_ALIASES = {
 }
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format"]
+MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format", "jpeg_quality"]
+# IJG's standard luminance quantisation table (JPEG spec, Annex K), row by row: JPEG quality is
+# estimated by finding the quality whose scaled table matches the file's.
+_IJG_LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=float,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +232,20 @@ class Discovery:
         return bool(self.manifest["split"].notna().any())
 
 
+def estimate_jpeg_quality(image: Image.Image) -> int | None:
+    """IJG quality (1-100) whose luminance table best matches the file's; None if not a JPEG."""
+    tables = getattr(image, "quantization", None)
+    if image.format != "JPEG" or not tables:
+        return None
+    actual = np.asarray(tables[min(tables)], dtype=float).sum()
+    return min(range(1, 101), key=lambda q: abs(_ijg_table(q).sum() - actual))
+
+
+def _ijg_table(quality: int) -> np.ndarray:
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((_IJG_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
 def build_manifest(
     root: str | Path,
     *,
@@ -190,7 +275,7 @@ def build_manifest(
             # broken headers) into ImageLoadError, which a bare Image.open would not.
             image = load_image(data)
             with Image.open(io.BytesIO(data)) as probe:
-                file_format = probe.format
+                file_format, quality = probe.format, estimate_jpeg_quality(probe)
         except (ImageLoadError, OSError, KeyError, zipfile.BadZipFile) as exc:
             skipped.append((rel, str(exc)))
             continue
@@ -203,6 +288,7 @@ def build_manifest(
                 image.width,
                 image.height,
                 file_format,
+                quality,
             )
         )
     if progress_callback is not None:
@@ -217,6 +303,7 @@ def build_manifest(
             skipped.append((rel, "outside the train/val/test folders used by the rest"))
         manifest = manifest[split_found].reset_index(drop=True)
     manifest["label"] = manifest["label"].astype(int)
+    manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")  # missing for non-JPEGs
     return Discovery(manifest, pd.DataFrame(skipped, columns=["path", "reason"]))
 
 
@@ -227,7 +314,8 @@ def default_cache_dir() -> Path:
 
 def _root_signature(root: Path) -> str:
     """Changes whenever a file under `root` is added, removed, resized or rewritten."""
-    digest = hashlib.sha256(str(root.resolve()).encode())
+    # The column list is part of the key: a cache written by older code is never reused.
+    digest = hashlib.sha256(f"{root.resolve()}|{','.join(MANIFEST_COLUMNS)}".encode())
     entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in entries:
         stat = path.stat()
@@ -251,8 +339,14 @@ def load_or_build_manifest(
     folder = folder / "manifests" / _root_signature(root)
     manifest_file, skipped_file = folder / "manifest.csv.gz", folder / "skipped.csv"
     if manifest_file.is_file() and skipped_file.is_file():
-        manifest = pd.read_csv(manifest_file, keep_default_na=False, na_values={"split": [""]})
+        # Paths stay strings even when named "NA" or "null"; only empty cells are missing.
+        manifest = pd.read_csv(
+            manifest_file,
+            keep_default_na=False,
+            na_values={"split": [""], "jpeg_quality": [""]},
+        )
         manifest["split"] = manifest["split"].astype(object).where(manifest["split"].notna(), None)
+        manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")
         return Discovery(manifest, pd.read_csv(skipped_file, keep_default_na=False))
     discovery = build_manifest(root, progress=progress, progress_callback=progress_callback)
     write_atomic(manifest_file, partial(discovery.manifest.to_csv, index=False, compression="gzip"))
@@ -374,6 +468,42 @@ def dataset_fingerprint(manifest: pd.DataFrame) -> str:
     for row in manifest.sort_values("path")[["path", "sha256", "split"]].itertuples(index=False):
         digest.update(f"{row[0]}\t{row[1]}\t{row[2]}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def find_shortcuts(
+    manifest: pd.DataFrame, *, share_gap: float = 0.1, quality_gap: float = 5.0
+) -> list[str]:
+    """Sentences naming ways the classes differ other than by content: file format, image size
+    or JPEG quality. A model can learn such a difference instead of the generator's traces."""
+    real, fake = (manifest[manifest["label"] == v] for v in (0, 1))
+    if real.empty or fake.empty:
+        return []
+    found = []
+    size = manifest["width"].astype(str) + "x" + manifest["height"].astype(str)
+    for what, values in (("file format", manifest["format"].astype(str)), ("image size", size)):
+        value, real_share, fake_share = _largest_share_gap(values[real.index], values[fake.index])
+        if abs(real_share - fake_share) > share_gap:
+            found.append(
+                f"{what.capitalize()} differs by class: {real_share:.0%} of real and "
+                f"{fake_share:.0%} of fake images are {value}."
+            )
+    quality = pd.to_numeric(manifest["jpeg_quality"], errors="coerce")
+    real_q, fake_q = quality[real.index].median(), quality[fake.index].median()
+    if pd.notna(real_q) and pd.notna(fake_q) and abs(real_q - fake_q) > quality_gap:
+        found.append(
+            f"JPEG quality differs by class: median {real_q:.0f} for real and {fake_q:.0f} for "
+            "fake images."
+        )
+    return found
+
+
+def _largest_share_gap(a: pd.Series, b: pd.Series) -> tuple[str, float, float]:
+    """The value whose share differs most between `a` and `b`, with its two shares."""
+    shares = pd.concat(
+        [a.value_counts(normalize=True), b.value_counts(normalize=True)], axis=1, keys=["a", "b"]
+    ).fillna(0.0)
+    value = (shares["a"] - shares["b"]).abs().idxmax()
+    return value, float(shares.loc[value, "a"]), float(shares.loc[value, "b"])
 
 
 def summarize_manifest(manifest: pd.DataFrame) -> pd.DataFrame:

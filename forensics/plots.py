@@ -226,3 +226,53 @@ def plot_training_curves(histories: dict[str, pd.DataFrame], metric: str) -> go.
             )
     figure.update_layout(xaxis_title="epoch", yaxis_title=metric.replace("_", " "), height=380)
     return figure
+
+
+def plot_split_counts(manifest: pd.DataFrame) -> go.Figure:
+    """Images per split and class, as grouped bars."""
+    table = manifest.assign(
+        split=manifest["split"].fillna("(no split)"),
+        label=manifest["label"].map({0: "real", 1: "fake"}),
+    )
+    counts = table.groupby(["split", "label"]).size().reset_index(name="images")
+    figure = px.bar(
+        counts,
+        x="split",
+        y="images",
+        color="label",
+        barmode="group",
+        text="images",
+        color_discrete_map={"real": REAL_COLOUR, "fake": FAKE_COLOUR},
+    )
+    figure.update_layout(height=320, margin={"t": 30})
+    return figure
+
+
+def plot_class_distribution(
+    manifest: pd.DataFrame, column: str, *, title: str, categorical: bool = False
+) -> go.Figure:
+    """Per-class distribution of one manifest column: a histogram, or bars of shares."""
+    table = manifest.assign(label=manifest["label"].map({0: "real", 1: "fake"}))
+    colours = {"real": REAL_COLOUR, "fake": FAKE_COLOUR}
+    if categorical:
+        shares = (
+            table.groupby("label")[column]
+            .value_counts(normalize=True)
+            .rename("share")
+            .reset_index()
+        )
+        figure = px.bar(
+            shares, x=column, y="share", color="label", barmode="group", color_discrete_map=colours
+        )
+    else:
+        figure = px.histogram(
+            table,
+            x=column,
+            color="label",
+            barmode="overlay",
+            histnorm="percent",
+            opacity=0.6,
+            color_discrete_map=colours,
+        )
+    figure.update_layout(title=title, height=300, margin={"t": 40})
+    return figure

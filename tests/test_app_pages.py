@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import write_dataset
@@ -181,3 +182,41 @@ def test_error_selection_logic() -> None:
         most_confident_first=False,
     )
     assert list(unsure["path"]) == ["f"]  # the correct verdict closest to the threshold
+
+
+def _dataset_script() -> None:
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.dataset import dataset_page
+
+    draw_sidebar()
+    dataset_page()
+
+
+def test_dataset_page_reports_counts_shortcuts_and_duplicates(environment) -> None:
+    at = _run(_dataset_script)
+    assert at.title[0].value == "Dataset analysis"
+    assert "20 readable images (10 real, 10 fake)" in _caption_with(at, "readable images")
+    # The tiny dataset's classes are all 32x32 PNGs: no shortcut, no duplicates.
+    assert any("match in file format" in s.value for s in at.success)
+    assert any("No byte-identical files" in s.value for s in at.success)
+
+
+def test_dataset_page_names_a_shortcut_and_leakage(tmp_path, monkeypatch, environment) -> None:
+    root = write_dataset(tmp_path / "skewed", per_class=4, splits=("train", "test"))
+    for path in (root / "train" / "fake").glob("*.png"):
+        with Image.open(path) as image:
+            image.save(path.with_suffix(".bmp"))  # a format only fakes have
+        path.unlink()
+    leaked = root / "train" / "real" / "real_000.png"
+    (root / "test" / "real" / "copy.png").write_bytes(leaked.read_bytes())
+    monkeypatch.setenv("FORENSICS_DATASET", str(root))
+    at = _run(_dataset_script)
+    assert any("File format differs by class" in w.value for w in at.warning)
+    assert any("cross splits" in e.value and "1 cross" in e.value for e in at.error)
+
+
+def test_dataset_page_without_images(tmp_path, monkeypatch, environment) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FORENSICS_DATASET", str(tmp_path / "empty"))
+    at = _run(_dataset_script)
+    assert any("no image files" in e.value for e in at.error)

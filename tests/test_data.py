@@ -64,7 +64,7 @@ def _synthetic_manifest(per_class: int, *, duplicates: int = 1, split=None) -> p
         for i in range(per_class):
             sha = hashlib.sha256(f"{name}-{i}".encode()).hexdigest()
             for copy in range(duplicates):
-                rows.append((f"{name}/{i:03d}_{copy}.png", label, split, sha, 16, 16, "PNG"))
+                rows.append((f"{name}/{i:03d}_{copy}.png", label, split, sha, 16, 16, "PNG", None))
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
