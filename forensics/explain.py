@@ -105,3 +105,59 @@ def overlay_heatmap(view: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0
     coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB).astype(np.float32)
     blended = (1.0 - opacity) * view.astype(np.float32) + opacity * coloured
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+_GRID_NAMES = (
+    ("top left", "top", "top right"),
+    ("left", "centre", "right"),
+    ("bottom left", "bottom", "bottom right"),
+)
+
+
+def read_heatmap(heatmap: np.ndarray) -> dict[str, float | str]:
+    """Where the attribution lies: shares on the border ring (outer eighth on each side) and in
+    the centre (middle half of each side), each next to that region's share of the area, and
+    the hottest ninth of the image by name ("top left" ... "bottom right")."""
+    heat = np.asarray(heatmap, dtype=np.float64)
+    height, width = heat.shape
+    rows, cols = np.indices(heat.shape)
+    ring_h, ring_w = max(1, height // 8), max(1, width // 8)
+    border = (
+        (rows < ring_h) | (rows >= height - ring_h) | (cols < ring_w) | (cols >= width - ring_w)
+    )
+    centre = (
+        (rows >= height // 4)
+        & (rows < height - height // 4)
+        & (cols >= width // 4)
+        & (cols < width - width // 4)
+    )
+    total = heat.sum()
+    thirds_r = np.minimum(rows * 3 // height, 2)
+    thirds_c = np.minimum(cols * 3 // width, 2)
+    means = [[heat[(thirds_r == r) & (thirds_c == c)].mean() for c in range(3)] for r in range(3)]
+    hottest = np.unravel_index(int(np.argmax(means)), (3, 3))
+    return {
+        "border_share": float(heat[border].sum() / total) if total > 0 else 0.0,
+        "border_area": float(border.mean()),
+        "centre_share": float(heat[centre].sum() / total) if total > 0 else 0.0,
+        "centre_area": float(centre.mean()),
+        "hottest": _GRID_NAMES[hottest[0]][hottest[1]] if total > 0 else "none",
+    }
+
+
+def describe_heatmap(reading: dict[str, float | str], target: str) -> str:
+    """A plain-language reading of `read_heatmap`'s result for the class `target`."""
+    if reading["hottest"] == "none":
+        return f"No region raises the '{target}' score: the map is flat and says nothing."
+    text = (
+        f"{reading['border_share']:.0%} of the '{target}' attribution lies on the image border "
+        f"(which is {reading['border_area']:.0%} of the image) and {reading['centre_share']:.0%} "
+        f"in the centre ({reading['centre_area']:.0%} of the image); the hottest region is the "
+        f"{reading['hottest']}."
+    )
+    if reading["border_share"] > 1.5 * reading["border_area"]:
+        text += (
+            " The model leans on the border more than its area warrants, which often means it "
+            "reacts to framing, padding or compression rather than the content."
+        )
+    return text

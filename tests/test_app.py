@@ -45,7 +45,14 @@ def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
     assert "P(fake)" in verdict.delta
     captions = image_captions(at)
     assert any("What the model saw" in c for c in captions)
-    assert any("gradcam" in c for c in captions)
+    # By default both heatmaps are shown side by side, each with a plain-language reading.
+    assert any("gradcam" in c and "'fake'" in c for c in captions), captions
+    assert any("gradcam" in c and "'real'" in c for c in captions), captions
+    readings = [c.value for c in at.caption if "attribution" in c.value or "flat" in c.value]
+    assert len(readings) == 2, readings
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert "JSON record of this verdict" in downloads
+    assert "Overlay PNG (fake)" in downloads and "Overlay PNG (real)" in downloads
 
 
 def test_bad_upload_shows_one_clear_error(app: AppTest) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
 from forensics.detector import Detector
@@ -13,18 +18,26 @@ from forensics.explain import (
     CAM_METHODS,
     SLOW_METHODS,
     TARGET_INDEPENDENT_METHODS,
-    TARGETS,
+    describe_heatmap,
     overlay_heatmap,
+    read_heatmap,
 )
 from forensics.images import ImageLoadError, load_image
 from forensics.plots import plot_probability
 from forensics.ui.common import (
-    DISPLAY_SIZE,
     enlarge,
     explain_cached,
     method_label,
     selected_detector,
 )
+
+TARGET_CHOICES = {
+    "both": "why fake and why real",
+    "predicted": "the verdict",
+    "fake": "why fake",
+    "real": "why real",
+}
+VIEW_SIZE = 256
 
 
 def example_files(folder: str) -> list[Path]:
@@ -78,13 +91,7 @@ def classify_page() -> None:
         format_func=method_label,
         help="Slow methods run one forward pass per feature channel.",
     )
-    target = col_target.selectbox(
-        "Explain",
-        list(TARGETS),
-        format_func=lambda t: {"predicted": "the verdict", "fake": "why fake", "real": "why real"}[
-            t
-        ],
-    )
+    target = col_target.selectbox("Explain", list(TARGET_CHOICES), format_func=TARGET_CHOICES.get)
     opacity = col_opacity.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05)
     if method in TARGET_INDEPENDENT_METHODS:
         st.caption(f"{method} shows the dominant activation pattern; it ignores the target.")
@@ -103,10 +110,11 @@ def show_result(
     except ImageLoadError as exc:
         st.error(f"Cannot read {name}: {exc}")
         return
-    spinner = f"Computing {method}…" + (" (slow method)" if method in SLOW_METHODS else "")
-    with st.spinner(spinner):
-        explanation = explain_cached(detector, data, method, target)
-    verdict = explanation.verdict
+    targets = ("fake", "real") if target == "both" else (target,)
+    slow = " (slow method: one forward pass per channel)" if method in SLOW_METHODS else ""
+    with st.spinner(f"Computing {method}{slow}…"):
+        explanations = [explain_cached(detector, data, method, t) for t in targets]
+    verdict = explanations[0].verdict
     left, right = st.columns([1, 2])
     left.metric(
         "Verdict",
@@ -119,16 +127,49 @@ def show_result(
     warning = detector.domain_warning(image)
     if warning:
         st.warning(warning)
-    view_col, overlay_col = st.columns(2)
-    view_col.image(enlarge(explanation.view), caption="What the model saw", width=DISPLAY_SIZE)
-    overlay = overlay_heatmap(explanation.view, explanation.heatmap, opacity=opacity)
-    overlay_col.image(
-        enlarge(overlay),
-        caption=f"{method}: regions pushing towards '{explanation.target}'",
-        width=DISPLAY_SIZE,
-    )
-    if float(explanation.heatmap.max() - explanation.heatmap.min()) < 1e-6:
-        st.info(
-            "The heatmap is flat: no region raises the score for this target, so the map "
-            "says nothing here. Try another method or target."
+
+    columns = st.columns(1 + len(explanations))
+    columns[0].image(enlarge(explanations[0].view), caption="What the model saw", width=VIEW_SIZE)
+    readings = {}
+    for column, explanation in zip(columns[1:], explanations, strict=True):
+        overlay = overlay_heatmap(explanation.view, explanation.heatmap, opacity=opacity)
+        column.image(
+            enlarge(overlay),
+            caption=f"{method}: regions pushing towards '{explanation.target}'",
+            width=VIEW_SIZE,
         )
+        reading = read_heatmap(explanation.heatmap)
+        readings[explanation.target] = reading
+        column.caption(describe_heatmap(reading, explanation.target))
+        column.download_button(
+            f"Overlay PNG ({explanation.target})",
+            png_bytes(enlarge(overlay)),
+            file_name=f"{Path(name).stem}_{method}_{explanation.target}.png",
+            mime="image/png",
+            key=f"png-{name}-{explanation.target}",
+        )
+    record = {
+        "file": name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "checkpoint": str(detector.checkpoint_dir),
+        "checkpoint_id": detector.checkpoint_id,
+        "threshold": verdict.threshold,
+        "verdict": verdict.label,
+        "prob_fake": verdict.prob_fake,
+        "method": method,
+        "heatmap_reading": readings,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    st.download_button(
+        "JSON record of this verdict",
+        json.dumps(record, indent=2),
+        file_name=f"{Path(name).stem}_verdict.json",
+        mime="application/json",
+        key=f"json-{name}",
+    )
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
