@@ -276,3 +276,20 @@ def plot_class_distribution(
         )
     figure.update_layout(title=title, height=300, margin={"t": 40})
     return figure
+
+
+def plot_roc_comparison(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
+    """ROC curves of several models on the same images: name -> (labels, prob_fake)."""
+    figure = go.Figure()
+    for name, (labels, prob_fake) in curves.items():
+        curve = compute_roc_curve(labels, prob_fake)
+        auc = compute_metrics(labels, prob_fake)["roc_auc"]
+        label = f"{name} (AUC {auc:.4f})" if auc is not None else name
+        figure.add_scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name=label)
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
+    )
+    figure.update_layout(
+        xaxis_title="false positive rate", yaxis_title="true positive rate", height=380
+    )
+    return figure

@@ -83,7 +83,7 @@ def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     split = next(s for s in at.selectbox if s.label == "Split")
     split.set_value("all").run()
     button = next(b for b in at.button if b.label.startswith("Evaluate "))
-    assert button.label == "Evaluate 20 images"
+    assert button.label.startswith("Evaluate 20 images with ")
     button.click().run()
     assert not at.exception, at.exception
     assert "20 images" in _caption_with(at, "Checkpoint")
@@ -220,3 +220,24 @@ def test_dataset_page_without_images(tmp_path, monkeypatch, environment) -> None
     monkeypatch.setenv("FORENSICS_DATASET", str(tmp_path / "empty"))
     at = _run(_dataset_script)
     assert any("no image files" in e.value for e in at.error)
+
+
+def _evaluate_if_asked(at: AppTest) -> None:
+    for button in [b for b in at.button if b.label.startswith("Evaluate ")]:
+        button.click().run()
+    assert not at.exception, at.exception
+
+
+def test_two_checkpoints_compared_on_the_same_images(environment, tiny_checkpoint) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
+    _evaluate_if_asked(at)  # an earlier test may have cached this checkpoint's results
+    other = next(t for t in at.text_input if t.label == "Other checkpoint directory")
+    other.set_value(str(tiny_checkpoint)).run()
+    _evaluate_if_asked(at)
+    assert not at.exception, at.exception
+    assert "on the same 20 images" in _caption_with(at, "on the same")
+    comparison = at.dataframe[-1].value
+    assert comparison.shape == (9, 2)  # nine metrics, two checkpoints
+    assert comparison.loc["Accuracy"].between(0, 1).all()

@@ -3,19 +3,23 @@ threshold slider that updates everything live."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
+from forensics.checkpoint import CheckpointError
 from forensics.evaluation import compute_confusion, compute_metrics
 from forensics.plots import (
     plot_confusion_matrix,
     plot_pr_curve,
     plot_probability_histogram,
     plot_reliability,
+    plot_roc_comparison,
     plot_roc_curve,
 )
-from forensics.ui.common import selected_detector, selected_threshold
-from forensics.ui.results import choose_results
+from forensics.ui.common import cached_detector, selected_detector, selected_threshold
+from forensics.ui.results import choose_results, evaluate_rows
 
 METRIC_NAMES = {
     "accuracy": "Accuracy",
@@ -79,3 +83,44 @@ def evaluation_page() -> None:
     histogram.plotly_chart(
         plot_probability_histogram(labels, probs, threshold=threshold), width="stretch"
     )
+    draw_comparison(detector, results, threshold)
+
+
+def draw_comparison(detector, results, threshold: float) -> None:
+    """Metrics and ROC of a second checkpoint on exactly the same images."""
+    with st.expander("Compare with another checkpoint on the same images"):
+        if results.rows is None:
+            st.info("Choose 'Evaluate on the sidebar's dataset' above to compare two checkpoints.")
+            return
+        other_dir = st.text_input("Other checkpoint directory", key="compare_checkpoint")
+        if not other_dir.strip():
+            return
+        try:
+            other = cached_detector(str(Path(other_dir.strip()).expanduser()))
+        except CheckpointError as exc:
+            st.error(f"Cannot load the checkpoint: {exc}")
+            return
+        split = results.metrics.get("split", "all")
+        other_results = evaluate_rows(other, results.root, results.rows, split=split, key="compare")
+        if other_results is None:
+            return
+        named = {
+            f"{detector.checkpoint_dir.name} ({detector.checkpoint_id})": results,
+            f"{other.checkpoint_dir.name} ({other.checkpoint_id})": other_results,
+        }
+        table = pd.DataFrame(
+            {
+                name: {
+                    METRIC_NAMES[k]: v
+                    for k, v in compute_metrics(
+                        r.table["label"], r.table["prob_fake"], threshold=threshold
+                    ).items()
+                    if k in METRIC_NAMES
+                }
+                for name, r in named.items()
+            }
+        )
+        st.caption(f"Both at threshold {threshold:.2f} on the same {len(results.table):,} images.")
+        st.dataframe(table.round(4))
+        curves = {n: (r.table["label"], r.table["prob_fake"]) for n, r in named.items()}
+        st.plotly_chart(plot_roc_comparison(curves), width="stretch")

@@ -25,6 +25,7 @@ class Results:
     metrics: dict
     root: Path | None  # the dataset root the table's paths are relative to, when known
     description: str
+    rows: pd.DataFrame | None = None  # the manifest rows evaluated, when run on a dataset
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -99,10 +100,19 @@ def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
     if rows.empty:
         st.info("No images in that selection.")
         return None
+    return evaluate_rows(detector, root, rows, split=split, key=key)
+
+
+def evaluate_rows(
+    detector: Detector, root: Path, rows: pd.DataFrame, *, split: str, key: str
+) -> Results | None:
+    """Results of `detector` on manifest `rows`: from the disk cache, or computed after a click
+    (with a progress bar) and cached, keyed by the weights' id and the rows' fingerprint."""
     cache_key = f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{split}"
     folder = evaluation_cache_folder(detector, cache_key)
     if not (folder / "predictions.csv").is_file():
-        if not st.button(f"Evaluate {len(rows):,} images", key=f"{key}_run", type="primary"):
+        label = f"Evaluate {len(rows):,} images with {detector.checkpoint_dir.name}"
+        if not st.button(label, key=f"{key}_run", type="primary"):
             st.caption("Results are cached on disk, so this runs once per checkpoint and data.")
             return None
         bar = st.progress(0.0, text="Evaluating…")
@@ -119,4 +129,5 @@ def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
         metrics.update(split=split, data_root=str(root))
         write_evaluation(folder, table, metrics)
     table, metrics = read_results_folder(folder)
-    return Results(table, metrics, root, f"{root}, {split} split ({len(table):,} images)")
+    description = f"{root}, {split} split ({len(table):,} images)"
+    return Results(table, metrics, root, description, rows=rows)
