@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, METADATA_FILE
-from tests.conftest import image_bytes, make_image
+from tests.conftest import image_bytes, make_image, write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
@@ -52,11 +52,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def app_url(tiny_checkpoint: Path) -> Iterator[str]:
+def app_url(tiny_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
     """`streamlit run` on a free local port: the shipped model where it exists, else a tiny one."""
     checkpoint = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / METADATA_FILE).is_file() else None
     port = _free_port()
-    env = {**os.environ, "FORENSICS_CHECKPOINT": str(checkpoint or tiny_checkpoint)}
+    cache_dir = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "FORENSICS_CHECKPOINT": str(checkpoint or tiny_checkpoint),
+        "FORENSICS_CACHE": str(cache_dir),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "streamlit_app.py"),
          "--server.headless", "true", "--server.port", str(port),
@@ -147,10 +152,43 @@ def test_bad_upload_shows_a_message_not_a_traceback(
     page.screenshot(path=str(SCREENSHOTS / "classify_bad_upload.png"), full_page=True)
 
 
-def test_model_card_page_opens(app_url: str, browser_page) -> None:
+@pytest.mark.parametrize(
+    ("url_path", "heading", "screenshot"),
+    [
+        ("evaluation", "Model evaluation", "evaluation.png"),
+        ("errors", "Error browser", "error_browser.png"),
+        ("training", "Training runs", "training_runs.png"),
+        ("model-card", "Model card", "model_card.png"),
+    ],
+)
+def test_every_page_opens_without_a_traceback(
+    app_url: str, browser_page, url_path: str, heading: str, screenshot: str
+) -> None:
     page = browser_page
-    page.goto(f"{app_url}/model-card", timeout=60_000)
-    page.get_by_role("heading", name="Model card").wait_for(timeout=60_000)
+    page.goto(f"{app_url}/{url_path}", timeout=60_000)
+    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # let charts render before the screenshot
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Error:" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / screenshot), full_page=True)
+
+
+def test_dataset_page_on_a_real_folder(app_url: str, browser_page, tmp_path: Path) -> None:
+    """The faces folder of FORENSICS_DATA_ROOT where set (1,800 images), else a synthetic one."""
+    root = os.environ.get("FORENSICS_DATA_ROOT")
+    faces = Path(root) / "faces" if root else None
+    if faces is None or not faces.is_dir():
+        faces = write_dataset(tmp_path / "data", per_class=6)
+    page = browser_page
+    page.goto(f"{app_url}/dataset", timeout=60_000)
+    page.get_by_role("heading", name="Dataset analysis").wait_for(timeout=60_000)
+    field = page.get_by_role("textbox", name="Dataset folder or .zip")
+    field.fill(str(faces))
+    field.press("Enter")
+    page.get_by_role("heading", name="Shortcuts").wait_for(timeout=180_000)
+    page.get_by_role("heading", name="Samples").wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
     assert "Traceback" not in page.inner_text("body")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "model_card.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "dataset.png"), full_page=True)
