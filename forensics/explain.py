@@ -75,6 +75,7 @@ def compute_cam(
     layers = [] if method == "fullgrad" else [target_layer]
     kwargs = {"batch_size": batch_size} if method == "ablationcam" else {}
     targets = [ClassifierOutputTarget(int(class_index))] * input_tensor.shape[0]
+    slot = _slot_of(model, target_layer)
     # A caller's inference_mode would make every tensor gradient-free (and enable_grad cannot
     # undo it): leave it here, and clone the input out of it, so CAM always has its gradients.
     try:
@@ -89,8 +90,21 @@ def compute_cam(
     finally:
         # The backward pass leaves .grad on every parameter: drop it, the model is shared.
         model.zero_grad(set_to_none=True)
+        # AblationCAM swaps the target layer out while it runs and puts it back only when it
+        # finishes: an interrupted call must not leave the shared model altered.
+        if slot is not None and getattr(*slot) is not target_layer:
+            setattr(*slot, target_layer)
     heatmaps = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0)
     return np.clip(heatmaps, 0.0, 1.0)
+
+
+def _slot_of(model: nn.Module, layer: nn.Module) -> tuple[nn.Module, str] | None:
+    """(parent module, attribute name) under which `layer` sits in `model`."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if child is layer:
+                return parent, name
+    return None
 
 
 def overlay_heatmap(view: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.5) -> np.ndarray:

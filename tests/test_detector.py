@@ -485,3 +485,26 @@ def test_run_evaluation_refuses_an_empty_selection(tiny_dataset: Path, detector:
     manifest = build_manifest(tiny_dataset, progress=False).manifest
     with pytest.raises(ValueError, match="nothing to evaluate"):
         run_evaluation(detector, tiny_dataset, manifest.iloc[:0], progress=False)
+
+
+def test_interrupted_ablationcam_leaves_the_model_intact(tmp_path, monkeypatch) -> None:
+    """AblationCAM swaps the target layer out while it runs; an exception midway must not
+    leave the shared model with the ablation layer in place."""
+    import pytorch_grad_cam.ablation_cam as ablation_module
+
+    from forensics.explain import compute_cam
+    from forensics.models import build_model, get_cam_target_layer
+
+    model = build_model("simple_cnn").eval()
+    layer = get_cam_target_layer(model)
+
+    def broken_batch(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    original = ablation_module.AblationCAM.assemble_ablation_scores
+    monkeypatch.setattr(ablation_module.AblationCAM, "assemble_ablation_scores", broken_batch)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        compute_cam(model, layer, torch.zeros(1, 3, 32, 32), method="ablationcam", class_index=1)
+    monkeypatch.setattr(ablation_module.AblationCAM, "assemble_ablation_scores", original)
+    assert get_cam_target_layer(model) is layer
+    assert not any(type(m).__name__ == "AblationLayer" for m in model.modules())
