@@ -99,3 +99,17 @@ def test_model_card_page_shows_metadata(app: AppTest, tiny_checkpoint: Path) -> 
     assert not at.exception, at.exception
     assert at.title[0].value == "Model card"
     assert [m.value for m in at.metric][:2] == ["resnet18", "32 px"]
+
+
+def test_sidebar_threshold_override_decides_the_verdict(app: AppTest) -> None:
+    at = upload(app, "sample.png", image_bytes(make_image(8, size=32), "PNG"))
+    prob = float(at.metric[0].delta.split("=")[1])
+    at.sidebar.checkbox[0].check().run()
+    threshold = next(s for s in at.sidebar.slider if s.label == "Threshold on P(fake)")
+    threshold.set_value(0.01 if prob >= 0.01 else 0.99).run()
+    assert not at.exception, at.exception
+    expected = "AI-generated" if prob >= threshold.value else "Real photograph"
+    assert at.metric[0].value == expected
+    threshold.set_value(0.99 if prob < 0.99 else 0.01).run()
+    expected = "AI-generated" if prob >= threshold.value else "Real photograph"
+    assert at.metric[0].value == expected

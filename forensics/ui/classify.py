@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
-from forensics.detector import Detector
+from forensics.detector import Detector, Verdict
 from forensics.explain import (
     CAM_METHODS,
     SLOW_METHODS,
@@ -29,6 +29,7 @@ from forensics.ui.common import (
     explain_cached,
     method_label,
     selected_detector,
+    selected_threshold,
 )
 
 TARGET_CHOICES = {
@@ -115,6 +116,10 @@ def show_result(
     with st.spinner(f"Computing {method}{slow}…"):
         explanations = [explain_cached(detector, data, method, t) for t in targets]
     verdict = explanations[0].verdict
+    threshold = selected_threshold(detector)
+    if threshold != verdict.threshold:  # the sidebar's override decides the verdict shown
+        label = "fake" if verdict.prob_fake >= threshold else "real"
+        verdict = Verdict(label=label, prob_fake=verdict.prob_fake, threshold=threshold)
     left, right = st.columns([1, 2])
     left.metric(
         "Verdict",
