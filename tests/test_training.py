@@ -250,3 +250,14 @@ def test_resnet18_compact_stem_stride1_run(tiny_dataset: Path, tmp_path: Path) -
     assert detector.model.layer4[0].conv1.stride == (1, 1)
     explanation = detector.explain(tiny_dataset / "fake" / "fake_000.png")
     assert explanation.heatmap.shape == (32, 32)
+
+
+def test_resume_with_a_new_learning_rate_applies_it(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(run, tiny_dataset, "--optim.epochs", "1") == 0
+    assert main(["--config", str(SMOKE), "--out", str(run), "--resume",
+                 "--optim.epochs", "2", "--optim.lr", "1e-5"]) == 0  # fmt: skip
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["lr"]) == [pytest.approx(1e-3), pytest.approx(1e-5)]
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)

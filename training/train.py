@@ -231,7 +231,11 @@ def run(config: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
     if state_path.exists() and not resume:
         raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    saved_config = run_dir / "config.yaml"
+    previous_lr = (
+        load_config(saved_config)["optim"]["lr"] if resume and saved_config.is_file() else None
+    )
+    write_text_atomic(saved_config, dump_config(config))
 
     seed, optim = int(config["seed"]), config["optim"]
     torch.manual_seed(seed)
@@ -253,6 +257,12 @@ def run(config: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
         start_epoch, history = state["epoch"] + 1, state["history"]
         best_loss, bad_epochs = state["best_loss"], state["bad_epochs"]
         print(f"resumed after epoch {state['epoch']} (best val loss {best_loss:.4f})")
+        if previous_lr is not None and float(optim["lr"]) != float(previous_lr):
+            # The optimiser's saved state carries the old rate; an explicit new one wins (the
+            # history's lr column records the change).
+            for group in optimizer.param_groups:
+                group["lr"] = float(optim["lr"])
+            print(f"learning rate set to {optim['lr']} (was {previous_lr} in the saved config)")
 
     train_loader, val_loader = build_loaders(config, manifest, data_config, train_seed=seed)
     print(
