@@ -260,9 +260,10 @@ def run(config: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
         if previous_lr is not None and float(optim["lr"]) != float(previous_lr):
             # The optimiser's saved state carries the old rate; an explicit new one wins (the
             # history's lr column records the change).
+            was = optimizer.param_groups[0]["lr"]
             for group in optimizer.param_groups:
                 group["lr"] = float(optim["lr"])
-            print(f"learning rate set to {optim['lr']} (was {previous_lr} in the saved config)")
+            print(f"learning rate set to {optim['lr']} (the optimiser was at {was:g})")
 
     train_loader, val_loader = build_loaders(config, manifest, data_config, train_seed=seed)
     print(
