@@ -12,6 +12,7 @@ those figures.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 from functools import partial
@@ -27,6 +28,7 @@ from forensics.data import build_manifest, load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
 
+DEFAULT_CONFIG_NAME = "training/configs/cifake_resnet18.yaml"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card_cifake.md"
 
 
@@ -36,6 +38,8 @@ def publish(
     *,
     ood: list[Path],
     template: Path = DEFAULT_TEMPLATE,
+    training_notes: str = "",
+    train_commands: tuple[str, ...] = (),
     batch_size: int = 256,
 ) -> dict[str, Any]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -71,7 +75,18 @@ def publish(
     meta["metrics"] = {**meta.get("metrics", {}), "test": metrics, "out_of_domain": ood_results}
     save_checkpoint(dest, detector.model, meta, half=True)
     history = pd.read_csv(dest / "history.csv")
-    card = render_card(template, meta, config, manifest, metrics, ood_results, history, run_dir)
+    card = render_card(
+        template,
+        meta,
+        config,
+        manifest,
+        metrics,
+        ood_results,
+        history,
+        run_dir,
+        training_notes,
+        train_commands,
+    )
     write_text_atomic(dest / "MODEL_CARD.md", card)
     print(
         f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
@@ -84,6 +99,19 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _lr_schedule(history: pd.DataFrame) -> str:
+    """'epochs 1-6 at 0.001, 7-11 at 0.0003, ...' from history.csv's lr column."""
+    spans, start = [], 0
+    lrs = history["lr"].tolist()
+    for i in range(1, len(lrs) + 1):
+        if i == len(lrs) or lrs[i] != lrs[start]:
+            first, last = int(history["epoch"].iloc[start]), int(history["epoch"].iloc[i - 1])
+            epochs = f"{first}" if first == last else f"{first}-{last}"
+            spans.append(f"epochs {epochs} at {lrs[start]:g}")
+            start = i
+    return ", ".join(spans)
+
+
 def _describe(settings: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in settings.items())
 
@@ -93,7 +121,16 @@ def _decimal(value: float | None) -> str:
 
 
 def render_card(
-    template: Path, meta, config, manifest, metrics, ood_results, history, run_dir
+    template: Path,
+    meta,
+    config,
+    manifest,
+    metrics,
+    ood_results,
+    history,
+    run_dir,
+    training_notes: str = "",
+    train_commands: tuple[str, ...] = (),
 ) -> str:
     """The template filled with this run's figures (str.format fields)."""
     counts = manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
@@ -126,6 +163,9 @@ def render_card(
         "best_epoch": int(best["epoch"]),
         "train_minutes": round(history["seconds"].sum() / 60),
         "optim": _describe(config["optim"]),
+        "lr_schedule": _lr_schedule(history),
+        "training_notes": training_notes,
+        "commands": "\n".join(train_commands),
         "augment": _describe(config["augment"]),
         "run_dir": run_dir.as_posix(),
         "n_test": metrics["n"],
@@ -165,6 +205,17 @@ def main(argv: list[str] | None = None) -> int:
         help="model card template (str.format fields; default: the CIFAKE card)",
     )
     parser.add_argument(
+        "--training-notes",
+        default="",
+        help="a sentence for the card about how the run went (e.g. a resume with a new rate)",
+    )
+    parser.add_argument(
+        "--train-command",
+        action="append",
+        default=[],
+        help="a command that produced the run, shown in the card (repeat for several)",
+    )
+    parser.add_argument(
         "--ood",
         type=Path,
         nargs="*",
@@ -172,10 +223,21 @@ def main(argv: list[str] | None = None) -> int:
         help="out-of-domain dataset folders to measure and report",
     )
     args = parser.parse_args(argv)
+    this_command = shlex.join(["python", "-m", "training.publish", *(argv or sys.argv[1:])])
     if not (args.run_dir / "best" / "model.json").is_file():
         print(f"error: {args.run_dir} holds no finished run (no best/model.json)", file=sys.stderr)
         return 2
-    publish(args.run_dir, args.to, ood=args.ood, template=args.template)
+    publish(
+        args.run_dir,
+        args.to,
+        ood=args.ood,
+        template=args.template,
+        training_notes=args.training_notes,
+        train_commands=(
+            *(args.train_command or [f"python -m training.train --config {DEFAULT_CONFIG_NAME}"]),
+            this_command,
+        ),
+    )
     return 0
 
 
