@@ -8,16 +8,21 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+# Read once at import (os.umask can only be read by setting it): new files get 0666 & ~umask.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)`, then rename the temporary file to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder (rename is atomic only within a filesystem); the writer
-    # creates the file itself, so it gets the usual permissions rather than mkstemp's 0600.
+    # A unique name in the same folder: rename is atomic only within a filesystem.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
+        # Some writers (safetensors) create their file 0600 whatever the umask.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

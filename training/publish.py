@@ -24,7 +24,7 @@ import yaml
 
 from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
-from forensics.data import build_manifest, load_splits
+from forensics.data import load_or_build_manifest, load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
 
@@ -55,7 +55,7 @@ def publish(
 
     detector = load_detector(dest)
     root = Path(config["data"]["root"])
-    manifest = load_splits(build_manifest(root).manifest, dest / "splits.csv.gz")
+    manifest = load_splits(load_or_build_manifest(root).manifest, dest / "splits.csv.gz")
     test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
     table, metrics = run_evaluation(detector, root, test_rows, batch_size=batch_size)
     metrics["split"] = "test"
@@ -63,7 +63,7 @@ def publish(
 
     ood_results = {}
     for folder in ood:
-        ood_manifest = build_manifest(folder).manifest
+        ood_manifest = load_or_build_manifest(folder).manifest
         ood_table, ood_metrics = run_evaluation(
             detector, folder, ood_manifest, batch_size=batch_size
         )
@@ -162,7 +162,8 @@ def render_card(
         "epochs_run": len(history),
         "best_epoch": int(best["epoch"]),
         "train_minutes": round(history["seconds"].sum() / 60),
-        "optim": _describe(config["optim"]),
+        # lr and epochs changed during a resumed run: the schedule line below has the truth.
+        "optim": _describe({k: v for k, v in config["optim"].items() if k not in ("lr", "epochs")}),
         "lr_schedule": _lr_schedule(history),
         "training_notes": training_notes,
         "commands": "\n".join(train_commands),
