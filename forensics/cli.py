@@ -118,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from forensics.data import SPLITS, build_manifest, load_splits
+    from forensics.data import SPLITS, load_or_build_manifest, load_splits
     from forensics.evaluation import run_evaluation, write_evaluation
 
     if args.split != "all" and args.split not in SPLITS:
@@ -127,7 +127,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 1")
     detector = _load(args.checkpoint)
     try:
-        discovery = build_manifest(args.data)
+        discovery = load_or_build_manifest(args.data)
         manifest = discovery.manifest
         if args.splits is not None:
             manifest = load_splits(manifest, args.splits)

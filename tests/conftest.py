@@ -49,6 +49,12 @@ def write_dataset(
     return root
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Scans and evaluations cache under a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("FORENSICS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """8 real + 8 fake 32x32 PNGs in root/{real,fake}, no split folders."""
