@@ -262,7 +262,9 @@ def _root_signature(root: Path) -> str:
     entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in entries:
         stat = path.stat()
-        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        # Relative names: the same folder reached by another path gives the same signature.
+        name = path.relative_to(root).as_posix() if path != root else ""
+        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
 

@@ -16,6 +16,7 @@ from forensics.evaluation import (
     expected_calibration_error,
 )
 
+MAX_CURVE_POINTS = 1000
 REAL_COLOUR = "#2e7d32"
 FAKE_COLOUR = "#c62828"
 
@@ -122,6 +123,9 @@ def plot_roc_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
 def plot_pr_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
     """Precision-recall curve for the fake class with the threshold's operating point."""
     curve = compute_pr_curve(labels, prob_fake)
+    # One point per distinct score is invisible detail on screen and slow in a browser.
+    keep = np.unique(np.linspace(0, len(curve["recall"]) - 1, MAX_CURVE_POINTS).astype(int))
+    curve = {"recall": curve["recall"][keep], "precision": curve["precision"][keep]}
     point = _operating_point(labels, prob_fake, threshold)
     ap = compute_metrics(labels, prob_fake, threshold=threshold)["average_precision"]
     figure = go.Figure()

@@ -36,3 +36,14 @@ def test_a_changed_dataset_is_scanned_again(tiny_dataset: Path, tmp_path: Path) 
 def test_missing_root_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         data.load_or_build_manifest(tmp_path / "nowhere", cache_dir=tmp_path)
+
+
+def test_the_same_folder_by_another_path_shares_the_cache(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    cache = tmp_path / "cache"
+    data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+    monkeypatch.chdir(tiny_dataset.parent)
+    monkeypatch.setattr(data, "build_manifest", lambda *a, **k: pytest.fail("scanned again"))
+    relative = Path("..") / tiny_dataset.parent.name / tiny_dataset.name
+    assert len(data.load_or_build_manifest(relative, cache_dir=cache, progress=False).manifest)

@@ -94,7 +94,14 @@ def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
         except ValueError as exc:
             st.warning(f"The checkpoint's split does not fit this dataset ({exc}); using all.")
     splits = [s for s in SPLITS if (manifest["split"] == s).any()]
-    split = st.selectbox("Split", [*splits, "all"], key=f"{key}_split")
+    options = [*splits, "all"]
+    # The held-out split is what an evaluation is for; train and val are there for auditing.
+    split = st.selectbox(
+        "Split",
+        options,
+        index=options.index("test") if "test" in options else 0,
+        key=f"{key}_split",
+    )
     rows = manifest if split == "all" else manifest[manifest["split"] == split]
     rows = rows.reset_index(drop=True)
     if rows.empty:
