@@ -13,41 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("streamlit exited before it served the page")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("streamlit did not start in time")
+from benchmarks.browser import CHROMIUM_FLAGS, REPO_ROOT, serve_app
 
 
 def open_evaluation(page, url: str, split: str, *, click_evaluate: bool) -> float:
@@ -83,49 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         # the first open really scans and evaluates.
         checkpoint = Path(scratch) / "checkpoint"
         shutil.copytree(args.checkpoint, checkpoint, ignore=shutil.ignore_patterns("eval_cache"))
-        port = _free_port()
         env = {
             **os.environ,
             "FORENSICS_CHECKPOINT": str(checkpoint),
             "FORENSICS_DATASET": str(args.data),
             "FORENSICS_CACHE": str(Path(scratch) / "cache"),
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(REPO_ROOT / "streamlit_app.py"),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for(url, server)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=args.chromium, args=CHROMIUM_FLAGS
-                )
-                page = browser.new_page(viewport={"width": 1300, "height": 1000})
-                first = open_evaluation(page, url, args.split, click_evaluate=True)
-                second_page = browser.new_page(viewport={"width": 1300, "height": 1000})
-                second = open_evaluation(second_page, url, args.split, click_evaluate=False)
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+        with serve_app(env) as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            first = open_evaluation(page, url, args.split, click_evaluate=True)
+            second_page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            second = open_evaluation(second_page, url, args.split, click_evaluate=False)
+            browser.close()
     print(
         f"evaluation page, {args.data} ({args.split} split): first open (scan + evaluate) "
         f"{first:.1f} s, second open (cached) {second:.2f} s"
