@@ -61,6 +61,17 @@ def _operating_point(labels, prob_fake, threshold: float) -> dict[str, float]:
     }
 
 
+def _mark_threshold(figure: go.Figure, x: float, y: float, threshold: float) -> None:
+    """The operating point of `threshold` on a curve, as one large marker."""
+    figure.add_scatter(
+        x=[x],
+        y=[y],
+        mode="markers",
+        marker={"size": 12, "color": FAKE_COLOUR},
+        name=f"threshold {threshold:.2f}",
+    )
+
+
 def plot_confusion_matrix(confusion: dict[str, int], *, normalize: bool = False) -> go.Figure:
     """2x2 heatmap, rows = true class, columns = predicted; counts, or shares of each true class."""
     counts = np.array(
@@ -104,13 +115,7 @@ def plot_roc_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
     figure.add_scatter(
         x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
     )
-    figure.add_scatter(
-        x=[point["fpr"]],
-        y=[point["tpr"]],
-        mode="markers",
-        marker={"size": 12, "color": FAKE_COLOUR},
-        name=f"threshold {threshold:.2f}",
-    )
+    _mark_threshold(figure, point["fpr"], point["tpr"], threshold)
     figure.update_layout(
         title=f"ROC (AUC {auc:.4f})" if auc is not None else "ROC (one class only)",
         xaxis_title="false positive rate (real called fake)",
@@ -130,13 +135,7 @@ def plot_pr_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
     ap = compute_metrics(labels, prob_fake, threshold=threshold)["average_precision"]
     figure = go.Figure()
     figure.add_scatter(x=curve["recall"], y=curve["precision"], mode="lines", name="PR")
-    figure.add_scatter(
-        x=[point["tpr"]],
-        y=[point["precision"]],
-        mode="markers",
-        marker={"size": 12, "color": FAKE_COLOUR},
-        name=f"threshold {threshold:.2f}",
-    )
+    _mark_threshold(figure, point["tpr"], point["precision"], threshold)
     figure.update_layout(
         title=f"Precision-recall (AP {ap:.4f})" if ap is not None else "Precision-recall",
         xaxis_title="recall (fakes caught)",
