@@ -59,10 +59,24 @@ def test_reliability_reports_ece() -> None:
     assert isinstance(figure, go.Figure) and len(figure.data) == 2
 
 
-def test_histogram_splits_by_true_class() -> None:
-    figure = plot_probability_histogram(LABELS, PROBS, threshold=0.5)
-    assert sorted(figure.data[0].x) == sorted(PROBS[LABELS == 0])
-    assert sorted(figure.data[1].x) == sorted(PROBS[LABELS == 1])
+def test_histogram_counts_each_true_class_in_its_bins() -> None:
+    probs = PROBS + 0.05  # inside the bins, not on their edges
+    figure = plot_probability_histogram(LABELS, probs, threshold=0.5, bins=10)
+    real, fake = figure.data
+    assert (real.name, fake.name) == ("true real", "true fake")
+    # Real: .15, .45, .75, .25 fall in bins 1, 4, 7, 2; fake: .85, .95, .35, .65 in 8, 9, 3, 6.
+    assert [i for i, n in enumerate(real.y) if n] == [1, 2, 4, 7]
+    assert [i for i, n in enumerate(fake.y) if n] == [3, 6, 8, 9]
+    assert sum(real.y) == 4 and sum(fake.y) == 4
+    assert real.x[1] == pytest.approx(0.15)  # bars sit on their bin centres
+
+
+def test_histogram_stays_small_for_large_evaluations() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 100_000)
+    figure = plot_probability_histogram(labels, rng.random(100_000), threshold=0.5)
+    assert sum(map(sum, (trace.y for trace in figure.data))) == 100_000
+    assert len(figure.to_json()) < 20_000  # counts, not 100,000 raw values, go to the browser
 
 
 def test_training_curves_mark_the_best_epoch_of_each_run() -> None:
