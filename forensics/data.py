@@ -268,6 +268,32 @@ def _root_signature(root: Path) -> str:
     return digest.hexdigest()[:20]
 
 
+def manifest_cache_folder(root: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where `load_or_build_manifest` keeps the scan of `root`. The folder is named by the root's
+    signature, so a changed dataset gets a new folder and a stale scan is never read."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"dataset root not found: {root}")
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return base / "manifests" / _root_signature(root)
+
+
+def read_cached_manifest(folder: str | Path) -> Discovery:
+    """The scan stored in `folder` (see `manifest_cache_folder`); FileNotFoundError if none is."""
+    manifest_file, skipped_file = Path(folder) / "manifest.csv.gz", Path(folder) / "skipped.csv"
+    if not (manifest_file.is_file() and skipped_file.is_file()):
+        raise FileNotFoundError(f"no cached scan in {folder}")
+    # Paths stay strings even when named "NA" or "null"; only empty cells are missing.
+    manifest = pd.read_csv(
+        manifest_file,
+        keep_default_na=False,
+        na_values={"split": [""], "jpeg_quality": [""]},
+    )
+    manifest["split"] = manifest["split"].astype(object).where(manifest["split"].notna(), None)
+    manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")
+    return Discovery(manifest, pd.read_csv(skipped_file, keep_default_na=False))
+
+
 def load_or_build_manifest(
     root: str | Path,
     *,
@@ -277,25 +303,19 @@ def load_or_build_manifest(
 ) -> Discovery:
     """`build_manifest`, cached on disk and keyed by the root's path and file sizes and times,
     so a second look at an unchanged dataset costs a directory listing, not a full decode."""
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"dataset root not found: {root}")
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = folder / "manifests" / _root_signature(root)
-    manifest_file, skipped_file = folder / "manifest.csv.gz", folder / "skipped.csv"
-    if manifest_file.is_file() and skipped_file.is_file():
-        # Paths stay strings even when named "NA" or "null"; only empty cells are missing.
-        manifest = pd.read_csv(
-            manifest_file,
-            keep_default_na=False,
-            na_values={"split": [""], "jpeg_quality": [""]},
-        )
-        manifest["split"] = manifest["split"].astype(object).where(manifest["split"].notna(), None)
-        manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")
-        return Discovery(manifest, pd.read_csv(skipped_file, keep_default_na=False))
-    discovery = build_manifest(root, progress=progress, progress_callback=progress_callback)
-    write_atomic(manifest_file, partial(discovery.manifest.to_csv, index=False, compression="gzip"))
-    write_atomic(skipped_file, partial(discovery.skipped.to_csv, index=False))
+    folder = manifest_cache_folder(root, cache_dir)
+    try:
+        return read_cached_manifest(folder)
+    except FileNotFoundError:
+        pass
+    discovery = build_manifest(
+        Path(root).expanduser(), progress=progress, progress_callback=progress_callback
+    )
+    write_atomic(
+        folder / "manifest.csv.gz",
+        partial(discovery.manifest.to_csv, index=False, compression="gzip"),
+    )
+    write_atomic(folder / "skipped.csv", partial(discovery.skipped.to_csv, index=False))
     return discovery
 
 

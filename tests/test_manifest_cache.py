@@ -47,3 +47,18 @@ def test_the_same_folder_by_another_path_shares_the_cache(
     monkeypatch.setattr(data, "build_manifest", lambda *a, **k: pytest.fail("scanned again"))
     relative = Path("..") / tiny_dataset.parent.name / tiny_dataset.name
     assert len(data.load_or_build_manifest(relative, cache_dir=cache, progress=False).manifest)
+
+
+def test_cache_folder_follows_the_data_and_is_empty_until_scanned(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    folder = data.manifest_cache_folder(tiny_dataset, cache)
+    with pytest.raises(FileNotFoundError):
+        data.read_cached_manifest(folder)
+    scanned = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
+    pd.testing.assert_frame_equal(
+        data.read_cached_manifest(folder).manifest, scanned.manifest, check_dtype=False
+    )
+    next((tiny_dataset / "real").iterdir()).touch()
+    assert data.manifest_cache_folder(tiny_dataset, cache) != folder  # a rewritten file: new key

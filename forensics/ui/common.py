@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,13 @@ import streamlit as st
 from PIL import Image
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
-from forensics.data import Discovery, load_or_build_manifest
+from forensics.data import (
+    Discovery,
+    load_or_build_manifest,
+    load_splits,
+    manifest_cache_folder,
+    read_cached_manifest,
+)
 from forensics.detector import Detector, Explanation, load_detector
 from forensics.explain import SLOW_METHODS
 
@@ -75,26 +82,48 @@ def selected_dataset() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def scan_dataset(root: Path) -> Discovery | None:
-    """The dataset's manifest (disk-cached scan, with a progress bar), or None with a message."""
+@st.cache_data(show_spinner=False, max_entries=4)
+def _read_scan(folder: str, split_file: str | None, split_file_mtime: float | None) -> Discovery:
+    # In memory, so reruns skip reading and joining a large manifest. The folder is named by the
+    # dataset's signature and the split file's time is in the key: nothing stale comes back.
+    discovery = read_cached_manifest(folder)
+    if split_file is None:
+        return discovery
+    return replace(discovery, manifest=load_splits(discovery.manifest, Path(split_file)))
+
+
+def scan_dataset(root: Path, *, split_file: Path | None = None) -> Discovery | None:
+    """The dataset's manifest (a disk-cached scan, with a progress bar the first time), with the
+    splits of `split_file` where given and fitting; None, with a message, if it cannot be read."""
     if not root.exists():
         st.error(f"Dataset folder not found: {root}")
         return None
-    bar = st.progress(0.0, text=f"Scanning {root}…")
     try:
-        discovery = load_or_build_manifest(
-            root,
-            progress=False,
-            progress_callback=lambda done, total: bar.progress(
-                done / max(total, 1), text=f"Scanning {root}: {done:,} of {total:,} files"
-            ),
-        )
+        folder = str(manifest_cache_folder(root))
+        try:
+            _read_scan(folder, None, None)
+        except FileNotFoundError:
+            bar = st.progress(0.0, text=f"Scanning {root}…")
+            try:
+                load_or_build_manifest(
+                    root,
+                    progress=False,
+                    progress_callback=lambda done, total: bar.progress(
+                        done / max(total, 1), text=f"Scanning {root}: {done:,} of {total:,} files"
+                    ),
+                )
+            finally:
+                bar.empty()
+        if split_file is None:
+            return _read_scan(folder, None, None)
+        try:
+            return _read_scan(folder, str(split_file), split_file.stat().st_mtime)
+        except (ValueError, OSError, EOFError) as exc:  # foreign, unreadable or truncated
+            st.warning(f"The split in {split_file} does not fit this dataset ({exc}); using all.")
+            return _read_scan(folder, None, None)
     except (OSError, ValueError) as exc:
         st.error(f"Cannot use {root} as a dataset: {exc}")
         return None
-    finally:
-        bar.empty()
-    return discovery
 
 
 def method_label(method: str) -> str:
