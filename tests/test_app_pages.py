@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from forensics.ui.results import ON_DATASET, STORED
 from tests.conftest import write_dataset
 from training.publish import main as publish_main
 from training.train import main as train_main
@@ -65,6 +68,7 @@ def _caption_with(at: AppTest, text: str) -> str:
 
 def test_stored_evaluation_and_live_threshold(environment) -> None:
     at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()  # another test's cached evaluation would come first
     assert at.title[0].value == "Model evaluation"
     metrics = at.dataframe[0].value
     assert list(metrics["metric"])[:2] == ["Accuracy", "Precision (fake)"]
@@ -78,7 +82,7 @@ def test_stored_evaluation_and_live_threshold(environment) -> None:
 
 def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     at = _run(_evaluation_script)
-    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    at.radio[0].set_value(ON_DATASET).run()
     assert not at.exception, at.exception
     split = next(s for s in at.selectbox if s.label == "Split")
     split.set_value("all").run()
@@ -87,18 +91,65 @@ def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     button.click().run()
     assert not at.exception, at.exception
     assert "20 images" in _caption_with(at, "Checkpoint")
-    # A fresh session finds the cached result: no button, results straight away.
+    # A fresh session opens on the cached result, split included: no clicks, no button.
     again = _run(_evaluation_script)
-    again.radio[0].set_value("Evaluate on the sidebar's dataset").run()
-    next(s for s in again.selectbox if s.label == "Split").set_value("all").run()
+    assert again.radio[0].value == ON_DATASET
+    assert next(s for s in again.selectbox if s.label == "Split").value == "all"
     assert not [b for b in again.button if b.label.startswith("Evaluate ")]
     assert "20 images" in _caption_with(again, "Checkpoint")
+
+
+def _evaluation_then_errors_script() -> None:
+    import streamlit as st
+
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.errors import errors_page
+    from forensics.ui.evaluation import evaluation_page
+
+    draw_sidebar()
+    errors_page() if st.session_state.get("page") == "errors" else evaluation_page()
+
+
+def test_results_choice_follows_the_user_across_pages(environment) -> None:
+    at = _run(_evaluation_then_errors_script)
+    at.radio[0].set_value(ON_DATASET).run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("train").run()
+    _evaluate_if_asked(at)
+    at.session_state["page"] = "errors"
+    at.run()
+    assert at.title[0].value == "Error browser"
+    assert at.radio[0].value == ON_DATASET
+    assert next(s for s in at.selectbox if s.label == "Split").value == "train"
+    at.radio[0].set_value(STORED).run()
+    at.session_state["page"] = "evaluation"
+    at.run()
+    assert at.radio[0].value == STORED
+    assert "stored evaluation" in _caption_with(at, "Checkpoint")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [gzip.compress(b"path,split\nnot/in/the/data.png,test\n"), b"\x1f\x8b truncated"],
+    ids=["foreign", "truncated"],
+)
+def test_a_split_file_that_does_not_fit_falls_back_to_all(
+    environment, monkeypatch, tmp_path, content: bytes
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(environment["checkpoint"], checkpoint, ignore=shutil.ignore_patterns("eval*"))
+    (checkpoint / "splits.csv.gz").write_bytes(content)
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(checkpoint))
+    at = _run(_evaluation_script)
+    assert not at.exception, at.exception
+    assert at.radio[0].value == ON_DATASET  # nothing stored: the dataset is the only source
+    assert any("does not fit this dataset" in w.value for w in at.warning)
+    assert next(s for s in at.selectbox if s.label == "Split").options == ["all"]
 
 
 def test_missing_dataset_folder_is_a_message(environment, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("FORENSICS_DATASET", str(tmp_path / "nowhere"))
     at = _run(_evaluation_script)
-    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    at.radio[0].set_value(ON_DATASET).run()
     assert not at.exception, at.exception
     assert any("Dataset folder not found" in e.value for e in at.error)
 
@@ -129,6 +180,7 @@ def _errors_script() -> None:
 def test_error_browser_filters_and_shows_heatmaps(environment) -> None:
     at = _run(_errors_script)
     assert at.title[0].value == "Error browser"
+    at.radio[0].set_value(STORED).run()  # another test's cached evaluation would come first
     summary = _caption_with(at, "false positives")
     shown = at.multiselect[0]
     shown.set_value(["false_positive", "false_negative", "uncertain_correct"]).run()
@@ -233,7 +285,7 @@ def _evaluate_if_asked(at: AppTest) -> None:
 
 def test_two_checkpoints_compared_on_the_same_images(environment, tiny_checkpoint) -> None:
     at = _run(_evaluation_script)
-    at.radio[0].set_value("Evaluate on the sidebar's dataset").run()
+    at.radio[0].set_value(ON_DATASET).run()
     next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
     _evaluate_if_asked(at)  # an earlier test may have cached this checkpoint's results
     other = next(t for t in at.text_input if t.label == "Other checkpoint directory")

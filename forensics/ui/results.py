@@ -3,13 +3,14 @@ a fresh one on the sidebar's dataset, cached on disk next to the checkpoint."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from forensics.data import SPLITS, dataset_fingerprint, default_cache_dir, load_splits
+from forensics.data import SPLITS, dataset_fingerprint, default_cache_dir
 from forensics.detector import Detector
 from forensics.evaluation import read_evaluation, run_evaluation, write_evaluation
 from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
@@ -17,6 +18,10 @@ from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
 STORED = "Stored evaluation (shipped with the checkpoint)"
 ON_DATASET = "Evaluate on the sidebar's dataset"
 SPLIT_FILE = "splits.csv.gz"
+# The evaluation and error pages show the same results, and coming back to either shows what was
+# last chosen: widget state is dropped when the page changes, these plain keys are not.
+SOURCE_CHOICE = "results_source"
+SPLIT_CHOICE = "results_split"
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,8 @@ def read_results_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
     return _read_cached(str(folder), (folder / "predictions.csv").stat().st_mtime)
 
 
-def evaluation_cache_folder(detector: Detector, key: str) -> Path:
-    """`<checkpoint>/eval_cache/<key>`, or the user cache where the checkpoint is read-only."""
+def evaluation_cache_root(detector: Detector) -> Path:
+    """`<checkpoint>/eval_cache`, or the user cache where the checkpoint is read-only."""
     folder = detector.checkpoint_dir / "eval_cache"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,20 +53,49 @@ def evaluation_cache_folder(detector: Detector, key: str) -> Path:
         probe.unlink()
     except OSError:
         folder = default_cache_dir() / "evaluations"
-    return folder / key
+    return folder
+
+
+def evaluation_cache_folder(detector: Detector, key: str) -> Path:
+    return evaluation_cache_root(detector) / key
+
+
+def latest_cached_split(detector: Detector, root: Path) -> str | None:
+    """The split of the newest cached evaluation of `detector` on `root`, if there is one: a
+    returning user sees it straight away instead of the stored one. Whether it still matches the
+    data is checked (by fingerprint) when it is shown."""
+    newest: tuple[float, str] | None = None
+    for metrics_file in evaluation_cache_root(detector).glob(
+        f"{detector.checkpoint_id}_*/metrics.json"
+    ):
+        try:
+            metrics = json.loads(metrics_file.read_text())
+            same_root = Path(metrics["data_root"]).resolve() == root.resolve()
+            written = metrics_file.stat().st_mtime
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a half-written or foreign folder is not a reason to fail the page
+        if same_root and (newest is None or written > newest[0]):
+            newest = (written, str(metrics.get("split", "test")))
+    return newest[1] if newest else None
 
 
 def choose_results(detector: Detector, *, key: str) -> Results | None:
     """Draw the source selector and return the chosen results (None, with a message, if none)."""
     stored = detector.checkpoint_dir / "eval"
     has_stored = (stored / "predictions.csv").is_file()
+    root = selected_dataset()
+    default = st.session_state.get(SOURCE_CHOICE)
+    if default is None:
+        cached_on_dataset = root is not None and latest_cached_split(detector, root) is not None
+        default = ON_DATASET if cached_on_dataset or not has_stored else STORED
     source = st.radio(
         "Results",
         [STORED, ON_DATASET],
-        index=0 if has_stored else 1,
+        index=[STORED, ON_DATASET].index(default),
         key=f"{key}_source",
         horizontal=True,
     )
+    st.session_state[SOURCE_CHOICE] = source
     if source == STORED:
         if not has_stored:
             st.info("This checkpoint ships no stored evaluation. " + NO_DATASET_HINT)
@@ -69,7 +103,7 @@ def choose_results(detector: Detector, *, key: str) -> Results | None:
         table, metrics = read_results_folder(stored)
         split = metrics.get("split", "test")
         # Paths are relative to the dataset root, which the sidebar supplies for thumbnails.
-        return Results(table, metrics, selected_dataset(), f"stored evaluation, {split} split")
+        return Results(table, metrics, root, f"stored evaluation, {split} split")
     return _results_on_dataset(detector, key=key)
 
 
@@ -78,30 +112,29 @@ def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
     if root is None:
         st.info(NO_DATASET_HINT)
         return None
-    discovery = scan_dataset(root)
-    if discovery is None:
-        return None
-    manifest = discovery.manifest
     split_file = detector.checkpoint_dir / SPLIT_FILE
-    if split_file.is_file() and st.checkbox(
+    use_split_file = split_file.is_file() and st.checkbox(
         f"Use the checkpoint's own split ({SPLIT_FILE})",
         value=True,
         key=f"{key}_splitfile",
         help="The split the model was trained with: its test split holds only unseen images.",
-    ):
-        try:
-            manifest = load_splits(manifest, split_file)
-        except ValueError as exc:
-            st.warning(f"The checkpoint's split does not fit this dataset ({exc}); using all.")
+    )
+    discovery = scan_dataset(root, split_file=split_file if use_split_file else None)
+    if discovery is None:
+        return None
+    manifest = discovery.manifest
     splits = [s for s in SPLITS if (manifest["split"] == s).any()]
     options = [*splits, "all"]
     # The held-out split is what an evaluation is for; train and val are there for auditing.
+    # A split chosen earlier in the session, or last evaluated, comes first.
+    preferred = [st.session_state.get(SPLIT_CHOICE), latest_cached_split(detector, root), "test"]
     split = st.selectbox(
         "Split",
         options,
-        index=options.index("test") if "test" in options else 0,
+        index=next((options.index(s) for s in preferred if s in options), 0),
         key=f"{key}_split",
     )
+    st.session_state[SPLIT_CHOICE] = split
     rows = manifest if split == "all" else manifest[manifest["split"] == split]
     rows = rows.reset_index(drop=True)
     if rows.empty:
