@@ -91,6 +91,7 @@ def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     button.click().run()
     assert not at.exception, at.exception
     assert "20 images" in _caption_with(at, "Checkpoint")
+    assert not [b for b in at.button if b.label.startswith("Evaluate ")]  # spent, so gone
     # A fresh session opens on the cached result, split included: no clicks, no button.
     again = _run(_evaluation_script)
     assert again.radio[0].value == ON_DATASET

@@ -119,7 +119,7 @@ def scan_dataset(root: Path, *, split_file: Path | None = None) -> Discovery | N
         try:
             return _read_scan(folder, str(split_file), split_file.stat().st_mtime)
         except (ValueError, OSError, EOFError) as exc:  # foreign, unreadable or truncated
-            st.warning(f"The split in {split_file} does not fit this dataset ({exc}); using all.")
+            st.warning(f"The split file does not fit this dataset ({exc}); using all images.")
             return _read_scan(folder, None, None)
     except (OSError, ValueError) as exc:
         st.error(f"Cannot use {root} as a dataset: {exc}")

@@ -168,6 +168,7 @@ def evaluate_rows(
         bar.empty()
         metrics.update(split=split, data_root=str(root))
         write_evaluation(folder, table, metrics)
+        st.rerun()  # draw the page again from the cache, without the now-spent button
     table, metrics = read_results_folder(folder)
     description = f"{root}, {split} split ({len(table):,} images)"
     return Results(table, metrics, root, description, rows=rows)
