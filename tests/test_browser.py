@@ -145,3 +145,123 @@ def test_dataset_page_on_a_real_folder(app_url: str, browser_page, tmp_path: Pat
     assert "Traceback" not in page.inner_text("body")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dataset.png"), full_page=True)
+
+
+# Every page on the shared real datasets, with the shipped model, as a user would walk them.
+REAL_DATASETS = ["faces", "cifake"]  # faces first: 1,800 files scan in seconds, CIFAKE in minutes
+
+
+def _real_dataset(name: str) -> Path:
+    root = os.environ.get("FORENSICS_DATA_ROOT")
+    if not root or not (Path(root) / name).is_dir():
+        pytest.skip(f"FORENSICS_DATA_ROOT has no {name}/ (.ci/run sets it to ../shared/data)")
+    if not (DEFAULT_CHECKPOINT / METADATA_FILE).is_file():
+        pytest.skip("the shipped checkpoint is missing")
+    return Path(root) / name
+
+
+@pytest.fixture(scope="module", params=REAL_DATASETS)
+def real_app(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The app on a real dataset with a private copy of the shipped model (its evaluation cache
+    starts empty and stays out of the repository) and a private scan cache."""
+    data = _real_dataset(request.param)
+    scratch = tmp_path_factory.mktemp(f"real_{request.param}")
+    checkpoint = scratch / "checkpoint"
+    shutil.copytree(DEFAULT_CHECKPOINT, checkpoint, ignore=shutil.ignore_patterns("eval_cache"))
+    env = {
+        **os.environ,
+        "FORENSICS_CHECKPOINT": str(checkpoint),
+        "FORENSICS_DATASET": str(data),
+        "FORENSICS_CACHE": str(scratch / "cache"),
+    }
+    with serve_app(env) as url:
+        yield url, data
+
+
+def _assert_clean(page) -> None:
+    """No Python exception box and no traceback anywhere on the page."""
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+def _screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def _first_image(data: Path, tmp_path: Path) -> Path:
+    """A fake image of the dataset as a file to upload (read from inside the zip for CIFAKE)."""
+    from forensics.data import ImageStore, load_or_build_manifest
+
+    manifest = load_or_build_manifest(data, progress=False).manifest
+    member = manifest[manifest["label"] == 1]["path"].iloc[0]
+    path = tmp_path / Path(member).name
+    path.write_bytes(ImageStore(data).read_bytes(member))
+    return path
+
+
+def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None:
+    url, data = real_app
+    name, page = data.name, browser_page
+
+    page.goto(f"{url}/dataset", timeout=60_000)
+    page.get_by_role("heading", name="Samples").wait_for(timeout=600_000)  # scans the dataset
+    _assert_clean(page)
+    _screenshot(page, f"{name}_dataset.png")
+
+    page.goto(f"{url}/evaluation", timeout=60_000)
+    page.get_by_text("Evaluate on the sidebar's dataset", exact=True).click()
+    evaluate = page.get_by_role("button", name="Evaluate")
+    evaluate.wait_for(timeout=120_000)
+    # The shipped model's own split holds out a CIFAKE test split; it does not fit faces.
+    split = page.get_by_role("combobox", name="Split").input_value()
+    assert split == ("test" if name == "cifake" else "all")
+    evaluate.click()
+    page.get_by_text("Decision threshold on P(fake)").wait_for(timeout=600_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5")
+    _assert_clean(page)
+    _screenshot(page, f"{name}_evaluation.png")
+
+    # The error browser opens on the evaluation just cached, with thumbnails and heatmaps.
+    page.goto(f"{url}/errors", timeout=60_000)
+    page.get_by_role("heading", name="Detail").wait_for(timeout=300_000)
+    page.get_by_text("why real").first.wait_for(timeout=300_000)
+    assert f"{split} split" in page.inner_text("body")
+    _assert_clean(page)
+    _screenshot(page, f"{name}_error_browser.png")
+
+    page.goto(url, timeout=60_000)
+    page.get_by_text("Classify an image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(_first_image(data, tmp_path)))
+    page.get_by_text("What the model saw").wait_for(timeout=120_000)
+    _assert_clean(page)
+    _screenshot(page, f"{name}_classify.png")
+
+    for url_path, heading in [("training", "Training runs"), ("model-card", "Model card")]:
+        page.goto(f"{url}/{url_path}", timeout=60_000)
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        _assert_clean(page)
+        _screenshot(page, f"{name}_{url_path.replace('-', '_')}.png")
+
+
+@pytest.mark.parametrize("case", ["missing", "empty"])
+def test_dataset_pages_explain_a_folder_without_images(
+    app_url: str, browser_page, tmp_path: Path, case: str
+) -> None:
+    folder = tmp_path / case
+    if case == "empty":
+        (folder / "real").mkdir(parents=True)
+    page = browser_page
+    for url_path, heading in [("dataset", "Dataset analysis"), ("evaluation", "Model evaluation")]:
+        page.goto(f"{app_url}/{url_path}", timeout=60_000)
+        page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+        field = page.get_by_role("textbox", name="Dataset folder or .zip")
+        field.fill(str(folder))
+        field.press("Enter")
+        if url_path == "evaluation":
+            page.get_by_text("Evaluate on the sidebar's dataset", exact=True).click()
+        message = "Dataset folder not found" if case == "missing" else "no image files"
+        page.get_by_text(message).first.wait_for(timeout=60_000)
+        _assert_clean(page)
+    _screenshot(page, f"evaluation_{case}_dataset.png")
