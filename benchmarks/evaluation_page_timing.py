@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 by_navigation.append(return_by_navigation(page))
                 page.close()
                 page = browser.new_page(viewport=viewport)
-                app_start.append(open_in_new_tab(page, url, "", "Drag and drop"))
+                app_start.append(open_in_new_tab(page, url, "", "Classify an image"))
                 page.close()
             browser.close()
     print(f"evaluation page, {args.data} ({args.split} split), median of {args.repeats}:")
