@@ -23,11 +23,17 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but cannot be had on this machine."""
 
 
+def _check_dropout(dropout: float) -> None:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
 class SimpleCNN(nn.Module):
     """Three Conv-BN-ReLU-MaxPool blocks (32->64->128), dropout 0.3, then a 256-unit classifier."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, *, dropout: float = 0.5) -> None:
         super().__init__()
+        _check_dropout(dropout)
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(
@@ -44,7 +50,7 @@ class SimpleCNN(nn.Module):
             nn.Flatten(),
             nn.Linear(128 * 4 * 4, 256),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
 
@@ -52,21 +58,25 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def build_head(name: str, in_features: int, num_classes: int = NUM_CLASSES) -> nn.Module:
-    """`linear` (in -> 2), `mlp` (the published in->1000->500->100->2) or `small` (in->256->2)."""
+def build_head(
+    name: str, in_features: int, num_classes: int = NUM_CLASSES, *, dropout: float = 0.5
+) -> nn.Module:
+    """`linear` (in -> 2), `mlp` (the published in->1000->500->100->2) or `small` (in->256->2);
+    the hidden layers of `mlp` and `small` use dropout with probability `dropout`."""
+    _check_dropout(dropout)
     if name == "linear":
         return nn.Linear(in_features, num_classes)
     if name == "mlp":
         layers: list[nn.Module] = []
         widths = [in_features, 1000, 500, 100]
         for w_in, w_out in itertools.pairwise(widths):
-            layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True), nn.Dropout(0.5)]
+            layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
         return nn.Sequential(*layers, nn.Linear(100, num_classes))
     if name == "small":
         return nn.Sequential(
             nn.Linear(in_features, 256),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
     raise ValueError(f"unknown head {name!r}; valid: {list(HEADS)}")
@@ -79,7 +89,13 @@ _TORCHVISION_RESNETS: dict[str, tuple[Callable[..., nn.Module], str]] = {
 
 
 def _build_resnet(
-    name: str, *, head: str, weights: str | Path | None, stem: str, layer4_stride: int
+    name: str,
+    *,
+    head: str,
+    weights: str | Path | None,
+    stem: str,
+    layer4_stride: int,
+    dropout: float = 0.5,
 ) -> nn.Module:
     factory, enum_name = _TORCHVISION_RESNETS[name]
     if stem not in STEMS:
@@ -101,7 +117,7 @@ def _build_resnet(
         first = model.layer4[0]
         (first.conv2 if hasattr(first, "conv3") else first.conv1).stride = (1, 1)
         first.downsample[0].stride = (1, 1)
-    model.fc = build_head(head, model.fc.in_features)
+    model.fc = build_head(head, model.fc.in_features, dropout=dropout)
     return model
 
 
@@ -153,21 +169,28 @@ def build_model(
     weights: str | Path | None = None,
     stem: str = "imagenet",
     layer4_stride: int = 2,
+    dropout: float = 0.5,
 ) -> nn.Module:
     """Build a two-class classifier (logits for real, fake) by name.
 
     `weights`: None (random init), "imagenet" (torchvision's weights; raises
     WeightsUnavailableError where they are neither cached nor downloadable) or a path to a
-    backbone state dict. `stem` and `layer4_stride` apply to ResNets only.
+    backbone state dict. `stem` and `layer4_stride` apply to ResNets only; `dropout` is the
+    head's (training only: it changes no weight, so checkpoints need not record it).
     """
     if architecture in _TORCHVISION_RESNETS:
         return _build_resnet(
-            architecture, head=head, weights=weights, stem=stem, layer4_stride=int(layer4_stride)
+            architecture,
+            head=head,
+            weights=weights,
+            stem=stem,
+            layer4_stride=int(layer4_stride),
+            dropout=float(dropout),
         )
     if architecture == "simple_cnn":
         if weights == "imagenet":
             raise WeightsUnavailableError("simple_cnn has no ImageNet weights; use weights=None.")
-        model = SimpleCNN()
+        model = SimpleCNN(dropout=float(dropout))
         if weights is not None:
             _load_backbone_file(model, Path(weights))
         return model

@@ -6,6 +6,8 @@ evaluation, the app and the CLI all see an image the same way.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +27,9 @@ INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
 }
 CROPS = ("random_crop", "random_resized_crop")
-AUGMENT_PRESETS = ("none", "flip", "flip_rotate_jitter")
+# flip_jpeg_blur and robust add JPEG re-compression and blur: detectors trained with them hold up
+# better on images that were re-shared (re-encoded, resized) after generation.
+AUGMENT_PRESETS = ("none", "flip", "flip_rotate_jitter", "flip_jpeg_blur", "robust")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = field(default=(0.6, 1.0))  # random_resized_crop
     rotation_degrees: float = 10.0
     jitter: float = 0.2
+    jpeg_quality: tuple[int, int] = (50, 95)  # re-compression quality range (inclusive)
+    jpeg_probability: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+    blur_probability: float = 0.3
 
     def __post_init__(self) -> None:
         if self.preset not in AUGMENT_PRESETS:
@@ -80,6 +88,14 @@ class AugmentConfig:
             )
         if self.crop not in CROPS:
             raise ValueError(f"unknown crop {self.crop!r}; valid: {CROPS}")
+        low, high = self.jpeg_quality
+        if not 1 <= int(low) <= int(high) <= 100:
+            raise ValueError(f"jpeg_quality needs 1 <= low <= high <= 100, got {self.jpeg_quality}")
+        if not 0 < float(self.blur_sigma[0]) <= float(self.blur_sigma[1]):
+            raise ValueError(f"blur_sigma must be 0 < low <= high, got {self.blur_sigma}")
+        for name in ("jpeg_probability", "blur_probability"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def _geometry(config: DataConfig) -> list[Callable]:
@@ -98,6 +114,27 @@ def _to_normalized_tensor(config: DataConfig) -> list[Callable]:
     ]
 
 
+class RandomJpeg:
+    """With probability `p`, re-encode a PIL image as JPEG at a quality drawn from `quality`
+    (inclusive range), as sharing sites do. Draws from torch's RNG, so seeding reproduces it."""
+
+    def __init__(self, quality: tuple[int, int], *, p: float) -> None:
+        self.low, self.high, self.p = int(quality[0]), int(quality[1]), float(p)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if float(torch.rand(())) >= self.p:
+            return image
+        quality = int(torch.randint(self.low, self.high + 1, ()))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            return decoded.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"RandomJpeg(quality=({self.low}, {self.high}), p={self.p})"
+
+
 def build_eval_transform(config: DataConfig) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> float tensor (3, input_size, input_size), as validation sees it."""
     return v2.Compose(_geometry(config) + _to_normalized_tensor(config))
@@ -112,6 +149,16 @@ def build_train_transform(
         return build_eval_transform(config)
     interpolation = INTERPOLATIONS[config.interpolation]
     steps: list[Callable] = []
+    if augment.preset in ("flip_jpeg_blur", "robust"):
+        # On the full-size image, before resizing: the way a re-shared picture was degraded.
+        sigma_high = float(augment.blur_sigma[1])
+        steps += [
+            RandomJpeg(augment.jpeg_quality, p=float(augment.jpeg_probability)),
+            v2.RandomApply(
+                [v2.GaussianBlur(2 * math.ceil(2 * sigma_high) + 1, tuple(augment.blur_sigma))],
+                p=float(augment.blur_probability),
+            ),
+        ]
     if augment.crop == "random_resized_crop":
         steps.append(
             v2.RandomResizedCrop(
@@ -127,7 +174,7 @@ def build_train_transform(
             v2.RandomCrop(config.input_size, padding=augment.crop_padding, padding_mode="reflect"),
         ]
     steps.append(v2.RandomHorizontalFlip())
-    if augment.preset == "flip_rotate_jitter":
+    if augment.preset in ("flip_rotate_jitter", "robust"):
         steps += [
             v2.RandomRotation(augment.rotation_degrees, interpolation=interpolation),
             v2.ColorJitter(

@@ -339,3 +339,13 @@ def test_count_parameters_grows_with_the_head() -> None:
     mlp = count_parameters(build_model("resnet18", head="mlp"))
     mlp_extra = (512 * 1000 + 1000) + (1000 * 500 + 500) + (500 * 100 + 100) + (100 * 2 + 2)
     assert mlp - linear == mlp_extra - (512 * 2 + 2)
+
+
+@pytest.mark.parametrize(("architecture", "head"), [("resnet18", "mlp"), ("resnet18", "small"),
+                                                    ("simple_cnn", "linear")])  # fmt: skip
+def test_dropout_option_reaches_the_head(architecture: str, head: str) -> None:
+    model = build_model(architecture, head=head, dropout=0.2)
+    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p != 0.3]
+    assert rates and all(rate == 0.2 for rate in rates)  # simple_cnn's feature dropout stays
+    with pytest.raises(ValueError, match="dropout"):
+        build_model(architecture, head=head, dropout=1.0)

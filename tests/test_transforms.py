@@ -101,6 +101,35 @@ def test_augment_config_rejects_unknown_values() -> None:
     with pytest.raises(ValueError, match="random_resized_crop"):
         AugmentConfig(crop="center")
     assert AugmentConfig(preset="none", crop="random_resized_crop").preset == "none"
+    for bad in ({"jpeg_quality": (90, 50)}, {"jpeg_quality": (0, 50)}, {"blur_sigma": (0, 1)},
+                {"jpeg_probability": 1.5}):  # fmt: skip
+        with pytest.raises(ValueError):
+            AugmentConfig(**bad)
+
+
+def test_jpeg_and_blur_degrade_the_image_like_a_reshare() -> None:
+    """With both always on, a sharp checkerboard comes out smoothed: its neighbouring pixels
+    differ far less than the original's (flips and crops alone keep the edges)."""
+    board = np.indices((64, 64)).sum(axis=0) % 2 * 255
+    image = Image.fromarray(np.repeat(board[..., None], 3, axis=2).astype(np.uint8))
+    config = DataConfig(input_size=64, resize=64, mean=(0, 0, 0), std=(1, 1, 1))
+
+    def edge_strength(preset: str, **options) -> float:
+        augment = AugmentConfig(preset=preset, crop_padding=0, **options)
+        tensor = build_train_transform(config, augment)(image)
+        return float((tensor[:, :, 1:] - tensor[:, :, :-1]).abs().mean())
+
+    torch.manual_seed(0)
+    sharp = edge_strength("flip")
+    degraded = edge_strength(
+        "flip_jpeg_blur", jpeg_probability=1.0, blur_probability=1.0, blur_sigma=(1.0, 1.0)
+    )
+    only_jpeg = edge_strength(
+        "flip_jpeg_blur", jpeg_quality=(10, 10), jpeg_probability=1.0, blur_probability=0.0
+    )
+    assert sharp == pytest.approx(1.0)
+    assert degraded < 0.5 * sharp
+    assert only_jpeg < 0.95 * sharp
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +195,8 @@ def test_eval_transform_is_deterministic(sample_image: Image.Image) -> None:
         AugmentConfig(preset="flip_rotate_jitter"),
         AugmentConfig(crop="random_resized_crop"),
         AugmentConfig(preset="flip_rotate_jitter", crop="random_resized_crop"),
+        AugmentConfig(preset="flip_jpeg_blur"),
+        AugmentConfig(preset="robust", crop="random_resized_crop"),
     ],
 )
 def test_train_transform_shape_and_randomness(sample_image: Image.Image, augment) -> None:
