@@ -15,14 +15,34 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "cifake_resnet18.yaml"
 
 
+DEFAULTS = CONFIG_DIR / "defaults.yaml"
+
+
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The config in `path` (default: the shipped model's), on top of defaults.yaml, so every
+    option exists (and can be overridden) even where an older or shorter file leaves it out."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
+    return merge_configs(_read_mapping(DEFAULTS), _read_mapping(path))
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a YAML mapping")
     return config
+
+
+def merge_configs(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `update`'s values; sections (mappings) are merged key by key."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def apply_overrides(config: Mapping[str, Any], args: Sequence[str]) -> dict[str, Any]:
