@@ -40,7 +40,16 @@ def training_runs_page() -> None:
             "(see the README); each run writes a history.csv."
         )
         return
-    default = [DEFAULT_CHECKPOINT.name] if DEFAULT_CHECKPOINT.name in runs else list(runs)[:1]
+    comparison = runs_dir / "comparison.csv"
+    if comparison.is_file():
+        # Written by `python -m training.experiments SUITE`: the suite's test metrics side by side.
+        table = pd.read_csv(comparison)
+        st.subheader("Suite comparison (test split)")
+        st.dataframe(table, hide_index=True)
+        suite_runs = [name for name in table["run"] if name in runs]
+        default = suite_runs or list(runs)[:1]
+    else:
+        default = [DEFAULT_CHECKPOINT.name] if DEFAULT_CHECKPOINT.name in runs else list(runs)[:1]
     chosen = st.multiselect("Runs to compare", list(runs), default=default)
     if not chosen:
         st.info("Pick at least one run.")

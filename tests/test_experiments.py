@@ -1,0 +1,62 @@
+"""Experiment suites: every run of a suite trains, the comparison table and curves are written,
+and a second invocation skips finished runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training import experiments
+
+TINY = ["--input.input_size", "32", "--input.resize", "32", "--optim.epochs", "1",
+        "--optim.warmup_epochs", "0", "--optim.batch_size", "8", "--data.num_workers", "0",
+        "--data.fractions", "[0.6, 0.2, 0.2]"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("suite", "runs"),
+    [
+        ("strategies", ["feature_extraction", "finetune_layer4", "finetune_all"]),
+        ("epochs", ["epochs_1", "epochs_2"]),
+        ("baselines", ["resnet18", "resnet50", "simple_cnn"]),
+        ("heads", ["head_linear", "head_mlp", "head_small"]),
+    ],
+)
+def test_suite_runs_every_config(suite: str, runs: list[str], tiny_dataset: Path, tmp_path):
+    out = tmp_path / suite
+    argv = [suite, "--data", str(tiny_dataset), "--out", str(out), "--weights", "none",
+            "--epoch-list", "1", "2", *TINY]  # fmt: skip
+    assert experiments.main(argv) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["run"]) == runs
+    assert list(table.columns) == experiments.COMPARISON_COLUMNS
+    assert table["accuracy"].between(0, 1).all()
+    assert (table["trainable"] <= table["parameters"]).all()
+    markdown = (out / "comparison.md").read_text()
+    assert all(f"| {run} |" in markdown for run in runs)
+    assert "plotly" in (out / "curves.html").read_text()[:200_000].lower()
+    if suite == "strategies":
+        trainable = dict(zip(table["run"], table["trainable"], strict=True))
+        assert trainable["feature_extraction"] < trainable["finetune_layer4"]
+        assert trainable["finetune_layer4"] < trainable["finetune_all"]
+    if suite == "epochs":
+        assert list(table["epochs"]) == [1, 2]
+
+
+def test_a_second_invocation_skips_finished_runs(tiny_dataset: Path, tmp_path, capsys) -> None:
+    out = tmp_path / "heads"
+    argv = ["heads", "--data", str(tiny_dataset), "--out", str(out), *TINY]
+    assert experiments.main(argv) == 0
+    capsys.readouterr()
+    assert experiments.main(argv) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 3
+
+
+def test_bad_override_fails_before_training(tiny_dataset: Path, tmp_path, capsys) -> None:
+    out = tmp_path / "heads"
+    argv = ["heads", "--data", str(tiny_dataset), "--out", str(out), "--optim.lrr", "1"]
+    assert experiments.main(argv) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,217 @@
+"""Run a named suite of training configs and compare them:
+`python -m training.experiments SUITE --data DIR [--out DIR] [--key value ...]`.
+
+Suites (the published comparisons this project comes from):
+  strategies  ResNet50: feature extraction vs fine-tune layer4 vs fine-tune all
+  epochs      the same layer4 fine-tuning for 5, 10 and 15 epochs (--epoch-list to change)
+  baselines   ResNet18 vs ResNet50 vs the simple CNN, from scratch
+  heads       ResNet18 with a linear, an MLP and a small head
+
+Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
+finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
+OUT/comparison.md and OUT/curves.html (validation curves overlaid); the Training runs page shows
+them when pointed at OUT. Any `--section.key value` override applies to every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from forensics.models import WeightsUnavailableError, build_model, count_parameters
+from training.config import CONFIG_DIR, apply_overrides, load_config
+from training.strategies import apply_strategy
+from training.train import resolve_run_config, run
+
+DEFAULT_BASE = CONFIG_DIR / "experiments.yaml"
+METRIC_COLUMNS = ["accuracy", "precision", "recall", "f1", "roc_auc"]
+COMPARISON_COLUMNS = ["run", *METRIC_COLUMNS, "parameters", "trainable", "train_seconds", "epochs",
+                      "best_epoch"]  # fmt: skip
+
+
+def suite_runs(suite: str, *, weights: str | None, epoch_list: list[int]) -> dict[str, list[str]]:
+    """Run name -> the overrides that make it, for `suite`."""
+    pretrained = ["--model.weights", weights] if weights else ["--model.weights", "null"]
+    if suite == "strategies":
+        return {
+            strategy: ["--model.architecture", "resnet50", *pretrained,
+                       "--model.strategy", strategy]
+            for strategy in ("feature_extraction", "finetune_layer4", "finetune_all")
+        }  # fmt: skip
+    if suite == "epochs":
+        return {
+            f"epochs_{n}": ["--model.architecture", "resnet50", *pretrained,
+                            "--model.strategy", "finetune_layer4", "--optim.epochs", str(n)]
+            for n in epoch_list
+        }  # fmt: skip
+    if suite == "baselines":
+        return {
+            name: ["--model.architecture", name, "--model.weights", "null",
+                   "--model.strategy", "scratch"]
+            for name in ("resnet18", "resnet50", "simple_cnn")
+        }  # fmt: skip
+    if suite == "heads":
+        return {
+            f"head_{head}": ["--model.architecture", "resnet18", "--model.head", head]
+            for head in ("linear", "mlp", "small")
+        }
+    raise ValueError(f"unknown suite {suite!r}; valid: {list(SUITES)}")
+
+
+SUITES = ("strategies", "epochs", "baselines", "heads")
+
+
+def resolve_weights(setting: str) -> str | None:
+    """`auto`: ImageNet weights where torchvision has them on this machine, else none (with a
+    one-sentence note: the suite then compares the strategies from random initial weights)."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        try:
+            build_model("resnet50", weights="imagenet")
+        except WeightsUnavailableError as exc:
+            print(f"note: {exc} The suite runs from random initial weights instead.")
+            return None
+        return "imagenet"
+    return setting  # "imagenet" (fails loudly if missing) or a weights file
+
+
+def run_suite(
+    suite: str,
+    *,
+    data: Path,
+    out: Path,
+    base: Path = DEFAULT_BASE,
+    overrides: list[str] | None = None,
+    weights: str = "auto",
+    epoch_list: list[int] | None = None,
+) -> pd.DataFrame:
+    """Train (or resume, or skip when finished) every run of `suite`; returns the comparison."""
+    runs = suite_runs(
+        suite,
+        weights=resolve_weights(weights) if suite in ("strategies", "epochs") else None,
+        epoch_list=epoch_list or [5, 10, 15],
+    )
+    for name, run_overrides in runs.items():
+        folder = out / name
+        if (folder / "eval" / "metrics.json").is_file():
+            print(f"{name}: finished earlier, skipped")
+            continue
+        # The suite's own keys come last, so they win over the shared overrides.
+        argv = [*(overrides or []), "--data.root", str(data), "--out", str(folder), *run_overrides]
+        resume = (folder / "state.pt").is_file()
+        print(f"=== {suite}: {name}{' (resuming)' if resume else ''}", flush=True)
+        run(resolve_run_config(base, argv, resume=resume), resume=resume)
+    table = compare_runs({name: out / name for name in runs})
+    write_comparison(table, out, title=f"{suite} on {data}")
+    return table
+
+
+def compare_runs(folders: dict[str, Path]) -> pd.DataFrame:
+    """One row per finished run: test metrics, model size, training time, best epoch."""
+    rows = []
+    for name, folder in folders.items():
+        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+        history = pd.read_csv(folder / "history.csv")
+        config = load_config(folder / "config.yaml")
+        model = build_model(**{k: v for k, v in config["model"].items() if k != "strategy"}
+                            | {"weights": None})  # fmt: skip
+        trainable = _trainable_count(model, config["model"]["strategy"])
+        best = history.loc[history["best"].astype(bool), "epoch"]
+        rows.append(
+            {
+                "run": name,
+                **{k: metrics.get(k) for k in METRIC_COLUMNS},
+                "parameters": count_parameters(model),
+                "trainable": trainable,
+                "train_seconds": float(history["seconds"].sum()),
+                "epochs": len(history),
+                "best_epoch": int(best.iloc[-1]) if len(best) else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _trainable_count(model, strategy: str) -> int:
+    apply_strategy(model, strategy, lr=1.0)
+    return count_parameters(model, trainable_only=True)
+
+
+def write_comparison(table: pd.DataFrame, out: Path, *, title: str) -> None:
+    """comparison.csv, comparison.md and curves.html (validation loss and accuracy per epoch,
+    runs overlaid) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "comparison.csv", index=False)
+    shown = table.copy()
+    for column in METRIC_COLUMNS:
+        shown[column] = shown[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}")
+    shown["train_seconds"] = shown["train_seconds"].map(lambda v: f"{v:.0f}")
+    (out / "comparison.md").write_text(f"# {title}\n\n{markdown_table(shown)}\n")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("val loss", "val accuracy"))
+    for name in table["run"]:
+        history = pd.read_csv(out / name / "history.csv")
+        for col, metric in enumerate(("val_loss", "val_accuracy"), start=1):
+            figure.add_scatter(
+                x=history["epoch"], y=history[metric], mode="lines+markers", name=name,
+                legendgroup=name, showlegend=col == 1, row=1, col=col,
+            )  # fmt: skip
+    figure.update_layout(title=title, height=420)
+    figure.update_xaxes(title_text="epoch")
+    # plotly.js inside the file: it opens on a machine without internet.
+    pio.write_html(figure, out / "curves.html", include_plotlyjs=True)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table of `table`'s values as strings."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.experiments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("suite", choices=SUITES)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
+    parser.add_argument("--out", type=Path, help="default: training/runs/experiments/SUITE")
+    parser.add_argument("--config", type=Path, default=DEFAULT_BASE, help="base config of runs")
+    parser.add_argument(
+        "--weights",
+        default="auto",
+        help="strategies/epochs suites: auto (ImageNet where available), imagenet, none, or a "
+        "backbone weights file",
+    )
+    parser.add_argument("--epoch-list", type=int, nargs="+", default=[5, 10, 15])
+    args, overrides = parser.parse_known_args(argv)
+    out = args.out or Path("training/runs/experiments") / args.suite
+    try:
+        apply_overrides(load_config(args.config), overrides)  # typos fail before any training
+        table = run_suite(
+            args.suite,
+            data=args.data,
+            out=out,
+            base=args.config,
+            overrides=overrides,
+            weights=args.weights,
+            epoch_list=args.epoch_list,
+        )
+    except (ValueError, FileNotFoundError, WeightsUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.to_string(index=False))
+    print(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'} and {out / 'curves.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
