@@ -118,8 +118,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     from forensics.data import SPLITS, load_or_build_manifest, load_splits
-    from forensics.evaluation import run_evaluation, write_evaluation
+    from forensics.distributed import (
+        gather_arrays,
+        init_distributed,
+        shard_indices,
+        shutdown_distributed,
+    )
+    from forensics.evaluation import predict_rows, summarize_predictions, write_evaluation
 
     if args.split != "all" and args.split not in SPLITS:
         raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")
@@ -145,9 +154,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
         manifest = manifest[manifest["split"] == args.split].reset_index(drop=True)
         if manifest.empty:
             raise UsageError(f"the {args.split} split is empty")
-    table, metrics = run_evaluation(
-        detector, args.data, manifest, batch_size=args.batch_size, num_workers=args.workers
-    )
+    # Under torchrun each process predicts every WORLD_SIZE-th image; rank 0 puts them back in
+    # manifest order, so the merged predictions.csv is the single-process one.
+    setup = init_distributed(torch.device("cpu"))
+    try:
+        mine = shard_indices(len(manifest), setup)
+        prob_fake = predict_rows(
+            detector,
+            args.data,
+            manifest.iloc[mine],
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            progress=setup.is_main,
+        )
+        order, prob_fake = gather_arrays(setup, np.asarray(mine, dtype=np.int64), prob_fake)
+    finally:
+        shutdown_distributed(setup)
+    if not setup.is_main:
+        return 0
+    merged = np.empty(len(manifest), dtype=prob_fake.dtype)
+    merged[order] = prob_fake
+    table, metrics = summarize_predictions(detector, manifest, merged)
     metrics["split"] = args.split
     write_evaluation(args.out, table, metrics)
     if not discovery.skipped.empty:

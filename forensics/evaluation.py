@@ -190,13 +190,38 @@ def run_evaluation(
     Images go through the detector's own eval transform (the checkpoint's preprocessing), in
     batches; `progress_callback(done, total)` lets a UI draw its own progress bar.
     """
+    if manifest.empty:
+        raise ValueError("nothing to evaluate: the selection holds no images")
+    prob_fake = predict_rows(
+        detector,
+        root,
+        manifest,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        progress_callback=progress_callback,
+    )
+    return summarize_predictions(detector, manifest, prob_fake)
+
+
+def predict_rows(
+    detector,
+    root: str | Path,
+    manifest: pd.DataFrame,
+    *,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    progress: bool = True,
+    progress_callback=None,
+) -> np.ndarray:
+    """prob_fake (N,) of every manifest row, in row order (empty for no rows)."""
     import torch
     from tqdm.auto import tqdm
 
     from forensics.data import ManifestDataset
 
     if manifest.empty:
-        raise ValueError("nothing to evaluate: the selection holds no images")
+        return np.zeros(0, dtype=np.float32)
     dataset = ManifestDataset(root, manifest, detector.transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     probs: list[np.ndarray] = []
@@ -208,7 +233,13 @@ def run_evaluation(
             bar.update(len(images))
             if progress_callback is not None:
                 progress_callback(done, len(dataset))
-    prob_fake = np.concatenate(probs)
+    return np.concatenate(probs)
+
+
+def summarize_predictions(
+    detector, manifest: pd.DataFrame, prob_fake: np.ndarray
+) -> tuple[pd.DataFrame, dict]:
+    """The predictions table and metrics of `prob_fake` (N,) for the N manifest rows."""
     labels = manifest["label"].to_numpy()
     table = build_predictions_table(
         manifest["path"], labels, prob_fake, threshold=detector.threshold, splits=manifest["split"]

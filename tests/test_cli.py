@@ -313,3 +313,30 @@ def test_python_dash_m_forensics_predict_json(images, tiny_checkpoint) -> None:
     )
     assert bad["path"] == str(images["text"]) and bad["error"]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_process_evaluate_merges_the_single_process_predictions(
+    tmp_path, tiny_checkpoint
+) -> None:
+    data = write_dataset(tmp_path / "data", per_class=7)  # 14 images: shards of 7 and 7
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    evaluate = ["-m", "forensics", "evaluate", "--data", str(data), "--split", "all",
+                "--checkpoint", str(tiny_checkpoint), "--batch-size", "4"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    for command in (
+        [sys.executable, *evaluate, "--out", str(single)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         *evaluate, "--out", str(sharded)],
+    ):  # fmt: skip
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("14 images: accuracy") == 1  # rank 0 alone reports and writes
+    a = pd.read_csv(single / "predictions.csv", keep_default_na=False)
+    b = pd.read_csv(sharded / "predictions.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(a, b)  # same rows, same order, same values
+    assert json.loads((single / "metrics.json").read_text()) == json.loads(
+        (sharded / "metrics.json").read_text()
+    )

@@ -43,6 +43,15 @@ from forensics.data import (
     save_splits,
     summarize_manifest,
 )
+from forensics.distributed import (
+    Distributed,
+    barrier,
+    gather_arrays,
+    init_distributed,
+    shard_indices,
+    shutdown_distributed,
+    sum_across,
+)
 from forensics.evaluation import build_predictions_table, compute_metrics, write_evaluation
 from forensics.models import build_model, count_parameters
 from forensics.transforms import (
@@ -52,15 +61,6 @@ from forensics.transforms import (
     build_train_transform,
 )
 from training.config import apply_overrides, dump_config, load_config
-from training.distributed import (
-    Distributed,
-    barrier,
-    gather_arrays,
-    init_distributed,
-    shard_indices,
-    shutdown_distributed,
-    sum_across,
-)
 from training.optim import Schedule, make_optimizer
 from training.strategies import apply_strategy, set_train_mode
 

@@ -1,8 +1,8 @@
 """Multi-process training and evaluation with torch.distributed, as `torchrun` starts them.
 
-`torchrun --nproc_per_node N -m training.train ...` sets RANK, WORLD_SIZE and LOCAL_RANK; a
-plain `python -m ...` sets none of them and everything here degrades to a single process.
-Backends: gloo on CPU, nccl on GPU. Only rank 0 writes files.
+`torchrun --nproc_per_node N -m training.train ...` (or `-m forensics evaluate ...`) sets RANK,
+WORLD_SIZE and LOCAL_RANK; a plain `python -m ...` sets none of them and everything here
+degrades to a single process. Backends: gloo on CPU, nccl on GPU. Only rank 0 writes files.
 """
 
 from __future__ import annotations
