@@ -27,12 +27,21 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 CLASS_NAMES = ("real", "fake")
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS / "default"
 MAX_METADATA_BYTES = 5 * 1024 * 1024
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing, corrupt, tampered with or incompatible; the message says which."""
+
+
+def shipped_checkpoints() -> list[Path]:
+    """The checkpoint folders that ship with the project: the default first, then by name."""
+    if not SHIPPED_CHECKPOINTS.is_dir():
+        return []
+    found = sorted(path.parent for path in SHIPPED_CHECKPOINTS.glob(f"*/{METADATA_FILE}"))
+    return sorted(found, key=lambda path: path != DEFAULT_CHECKPOINT)
 
 
 def save_checkpoint(

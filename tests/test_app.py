@@ -113,3 +113,46 @@ def test_sidebar_threshold_override_decides_the_verdict(app: AppTest) -> None:
     threshold.set_value(0.99 if prob < 0.99 else 0.01).run()
     expected = "AI-generated" if prob >= threshold.value else "Real photograph"
     assert at.metric[0].value == expected
+
+
+def _sidebar_script() -> None:
+    import streamlit as st
+
+    from forensics.ui.common import CHECKPOINT_KEY, draw_sidebar
+
+    draw_sidebar()
+    st.write(f"checkpoint={st.session_state[CHECKPOINT_KEY]}")
+
+
+def test_sidebar_offers_every_shipped_checkpoint_and_a_folder_of_ones_own(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forensics.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
+
+    monkeypatch.delenv("FORENSICS_CHECKPOINT", raising=False)
+    at = AppTest.from_function(_sidebar_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    picker = at.sidebar.selectbox[0]
+    shipped = [path.name for path in shipped_checkpoints()]
+    assert shipped[0] == DEFAULT_CHECKPOINT.name
+    assert picker.options == [*shipped, "Another folder…"]
+    assert picker.value == DEFAULT_CHECKPOINT.name
+    assert at.markdown[-1].value == f"checkpoint={DEFAULT_CHECKPOINT}"
+    assert not at.sidebar.text_input or all(
+        t.label != "Checkpoint directory" for t in at.sidebar.text_input
+    )
+
+    picker.set_value("Another folder…").run()
+    folder = next(t for t in at.sidebar.text_input if t.label == "Checkpoint directory")
+    folder.set_value(str(tiny_checkpoint)).run()
+    assert not at.exception, at.exception
+    assert at.markdown[-1].value == f"checkpoint={tiny_checkpoint}"
+
+
+def test_checkpoint_from_the_environment_is_preselected(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(tiny_checkpoint))
+    at = AppTest.from_function(_sidebar_script, default_timeout=TIMEOUT).run()
+    assert at.sidebar.selectbox[0].value == "Another folder…"
+    assert at.markdown[-1].value == f"checkpoint={tiny_checkpoint}"

@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, shipped_checkpoints
 from forensics.data import (
     Discovery,
     load_or_build_manifest,
@@ -24,6 +24,7 @@ from forensics.explain import SLOW_METHODS
 CHECKPOINT_KEY = "checkpoint_dir"
 DATASET_KEY = "dataset_root"
 THRESHOLD_KEY = "threshold_override"
+OTHER_CHECKPOINT = "Another folder…"
 NO_DATASET_HINT = (
     "Set a dataset folder (or .zip) in the sidebar, e.g. ../shared/data/cifake, or download a "
     "public one such as CIFAKE (see the README, 'Datasets')."
@@ -42,13 +43,28 @@ def cached_detector(checkpoint_dir: str) -> Detector:
 def draw_sidebar() -> None:
     """Checkpoint, dataset root and threshold override, remembered in the session."""
     st.sidebar.header("Model")
-    custom = st.sidebar.text_input(
-        "Checkpoint directory",
-        value=os.environ.get("FORENSICS_CHECKPOINT", ""),
-        placeholder=f"default: {DEFAULT_CHECKPOINT.name}",
-        help="A folder with model.safetensors and model.json. Leave empty for the shipped model.",
+    shipped = {path.name: path for path in shipped_checkpoints()}
+    preset = os.environ.get("FORENSICS_CHECKPOINT", "").strip()
+    choices = [*shipped, OTHER_CHECKPOINT]
+    preset_name = next((name for name, path in shipped.items() if str(path) == preset), None)
+    choice = st.sidebar.selectbox(
+        "Checkpoint",
+        choices,
+        index=choices.index(preset_name or (OTHER_CHECKPOINT if preset else choices[0])),
+        help="The models shipped in checkpoints/ (their cards are on the Model card page), or "
+        "a folder of your own.",
     )
-    st.session_state[CHECKPOINT_KEY] = custom.strip() or str(DEFAULT_CHECKPOINT)
+    if choice == OTHER_CHECKPOINT:
+        custom = st.sidebar.text_input(
+            "Checkpoint directory",
+            value=preset,
+            placeholder="path/to/checkpoint",
+            help="A folder with model.safetensors and model.json (python -m training.publish).",
+        )
+        directory = custom.strip() or str(DEFAULT_CHECKPOINT)
+    else:
+        directory = str(shipped[choice])
+    st.session_state[CHECKPOINT_KEY] = directory
     st.sidebar.header("Data")
     dataset = st.sidebar.text_input(
         "Dataset folder or .zip",
