@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,9 @@ class AugmentConfig:
     crop: str = "random_crop"
     crop_padding: int = 4  # random_crop: pad then crop back, as in CIFAR training
     crop_scale: tuple[float, float] = field(default=(0.6, 1.0))  # random_resized_crop
+    # Side of the training crops; None = input_size. Smaller trains a fully convolutional model
+    # on patches of the view and evaluates it on the whole view (more of the image's evidence).
+    crop_size: int | None = None
     rotation_degrees: float = 10.0
     jitter: float = 0.2
     jpeg_quality: tuple[int, int] = (50, 95)  # re-compression quality range (inclusive)
@@ -93,6 +96,8 @@ class AugmentConfig:
             raise ValueError(f"jpeg_quality needs 1 <= low <= high <= 100, got {self.jpeg_quality}")
         if not 0 < float(self.blur_sigma[0]) <= float(self.blur_sigma[1]):
             raise ValueError(f"blur_sigma must be 0 < low <= high, got {self.blur_sigma}")
+        if self.crop_size is not None and not 8 <= int(self.crop_size) <= 2048:
+            raise ValueError(f"crop_size must be in [8, 2048] or null, got {self.crop_size}")
         for name in ("jpeg_probability", "blur_probability"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -143,10 +148,16 @@ def build_eval_transform(config: DataConfig) -> Callable[[Image.Image], torch.Te
 def build_train_transform(
     config: DataConfig, augment: AugmentConfig | None = None
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> augmented, normalised float tensor (3, input_size, input_size)."""
+    """PIL RGB image -> augmented, normalised float tensor (3, side, side), where side is
+    `augment.crop_size` or else `config.input_size`."""
     augment = augment or AugmentConfig()
+    side = config.input_size if augment.crop_size is None else int(augment.crop_size)
+    if side > config.input_size:
+        raise ValueError(
+            f"augment.crop_size ({side}) must not exceed input.input_size ({config.input_size})"
+        )
     if augment.preset == "none":
-        return build_eval_transform(config)
+        return build_eval_transform(replace(config, input_size=side))
     interpolation = INTERPOLATIONS[config.interpolation]
     steps: list[Callable] = []
     if augment.preset in ("flip_jpeg_blur", "robust"):
@@ -162,7 +173,7 @@ def build_train_transform(
     if augment.crop == "random_resized_crop":
         steps.append(
             v2.RandomResizedCrop(
-                config.input_size,
+                side,
                 scale=tuple(augment.crop_scale),
                 interpolation=interpolation,
                 antialias=True,
@@ -171,7 +182,7 @@ def build_train_transform(
     else:
         steps += [
             v2.Resize(config.resize, interpolation=interpolation, antialias=True),
-            v2.RandomCrop(config.input_size, padding=augment.crop_padding, padding_mode="reflect"),
+            v2.RandomCrop(side, padding=augment.crop_padding, padding_mode="reflect"),
         ]
     steps.append(v2.RandomHorizontalFlip())
     if augment.preset in ("flip_rotate_jitter", "robust"):

@@ -217,6 +217,27 @@ def test_train_transform_preset_none_is_eval(sample_image: Image.Image) -> None:
         assert torch.equal(train(sample_image), expected)
 
 
+@pytest.mark.parametrize("preset", ["none", "flip", "robust"])
+@pytest.mark.parametrize("crop", ["random_crop", "random_resized_crop"])
+def test_crop_size_trains_on_patches_of_the_view(
+    sample_image: Image.Image, preset: str, crop: str
+) -> None:
+    augment = AugmentConfig(preset=preset, crop=crop, crop_size=8, crop_padding=0)
+    patch = build_train_transform(CONFIG, augment)(sample_image)
+    assert tuple(patch.shape) == (3, 8, 8)
+    assert tuple(build_eval_transform(CONFIG)(sample_image).shape) == (3, 16, 16)
+    if preset == "none":  # the central patch of the evaluation view, pixel for pixel
+        view = build_eval_transform(CONFIG)(sample_image)
+        assert torch.equal(patch, view[:, 4:12, 4:12])
+
+
+def test_crop_size_larger_than_the_view_is_refused(sample_image: Image.Image) -> None:
+    with pytest.raises(ValueError, match="must not exceed input.input_size"):
+        build_train_transform(CONFIG, AugmentConfig(crop_size=17))
+    with pytest.raises(ValueError, match="crop_size"):
+        AugmentConfig(crop_size=2)
+
+
 def test_train_transform_normalises_like_eval() -> None:
     # A constant image is unchanged by crops, flips and reflect padding: only the normalisation
     # shows, and it must be the same as at evaluation time.
