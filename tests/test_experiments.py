@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from training import experiments
+from training.config import load_config
 
 TINY = ["--input.input_size", "32", "--input.resize", "32", "--optim.epochs", "1",
         "--optim.warmup_epochs", "0", "--optim.batch_size", "8", "--data.num_workers", "0",
@@ -60,3 +61,36 @@ def test_bad_override_fails_before_training(tiny_dataset: Path, tmp_path, capsys
     assert experiments.main(argv) == 2
     assert "unknown config key" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None:
+    out = tmp_path / "ideas"
+    sizes = ["--input.input_size", "16", "--input.resize", "32"]
+    argv = ["ideas", "--data", str(tiny_dataset), "--out", str(out), *TINY, *sizes]
+    assert experiments.main(argv) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["run"]) == [
+        "downscaled", "native_crops", "crops_whole_view", "plus_jpeg_blur", "plus_longer"
+    ]  # fmt: skip
+    configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
+    assert configs["downscaled"]["input"] | {"interpolation": None} == {
+        "input_size": 16, "resize": 16, "interpolation": None
+    }  # fmt: skip
+    assert configs["native_crops"]["input"]["resize"] == 32
+    assert configs["native_crops"]["augment"]["crop_size"] is None
+    whole = configs["crops_whole_view"]
+    assert (whole["input"]["input_size"], whole["augment"]["crop_size"]) == (32, 16)
+    assert configs["plus_jpeg_blur"]["augment"]["preset"] == "flip_jpeg_blur"
+    assert (
+        configs["plus_longer"]["optim"]["epochs"]
+        == 2 * configs["plus_jpeg_blur"]["optim"]["epochs"]
+    )
+    assert list(table["epochs"]) == [1, 1, 1, 1, 2]
+
+
+def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(
+    tiny_dataset: Path, tmp_path, capsys
+):
+    argv = ["ideas", "--data", str(tiny_dataset), "--out", str(tmp_path / "ideas"), *TINY]
+    assert experiments.main(argv) == 2
+    assert "needs input.resize" in capsys.readouterr().err

@@ -6,6 +6,11 @@ Suites (the published comparisons this project comes from):
   epochs      the same layer4 fine-tuning for 5, 10 and 15 epochs (--epoch-list to change)
   baselines   ResNet18 vs ResNet50 vs the simple CNN, from scratch
   heads       ResNet18 with a linear, an MLP and a small head
+  ideas       what each idea buys on a small high-resolution set (the faces model's ladder):
+              the image downscaled to the input vs native-resolution crops of it, then training
+              on crops and evaluating on the whole view, then JPEG/blur augmentation, then a
+              schedule twice as long; sizes come from the base config (input_size = the crop,
+              resize = the native side), e.g. --config training/configs/faces_resnet18.yaml
 
 Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
 finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
@@ -35,8 +40,11 @@ COMPARISON_COLUMNS = ["run", *METRIC_COLUMNS, "parameters", "trainable", "train_
                       "best_epoch"]  # fmt: skip
 
 
-def suite_runs(suite: str, *, weights: str | None, epoch_list: list[int]) -> dict[str, list[str]]:
-    """Run name -> the overrides that make it, for `suite`."""
+def suite_runs(
+    suite: str, *, weights: str | None, epoch_list: list[int], base: dict | None = None
+) -> dict[str, list[str]]:
+    """Run name -> the overrides that make it, for `suite` (`ideas` reads sizes and epochs from
+    the resolved base config)."""
     pretrained = ["--model.weights", weights] if weights else ["--model.weights", "null"]
     if suite == "strategies":
         return {
@@ -61,10 +69,33 @@ def suite_runs(suite: str, *, weights: str | None, epoch_list: list[int]) -> dic
             f"head_{head}": ["--model.architecture", "resnet18", "--model.head", head]
             for head in ("linear", "mlp", "small")
         }
+    if suite == "ideas":
+        return _ideas_runs(base or {})
     raise ValueError(f"unknown suite {suite!r}; valid: {list(SUITES)}")
 
 
-SUITES = ("strategies", "epochs", "baselines", "heads")
+def _ideas_runs(base: dict) -> dict[str, list[str]]:
+    """Each run adds one idea to the previous one, so its row shows what that idea bought."""
+    crop = int(base["input"]["input_size"])
+    native = int(base["input"]["resize"])
+    if native <= crop:
+        raise ValueError(
+            f"the ideas suite needs input.resize (the native side, {native}) larger than "
+            f"input.input_size (the crop, {crop}); e.g. --input.resize 256 --input.input_size 128"
+        )
+    epochs = int(base["optim"]["epochs"])
+    whole_view = ["--input.input_size", str(native), "--augment.crop_size", str(crop)]
+    jpeg_blur = [*whole_view, "--augment.preset", "flip_jpeg_blur"]
+    return {
+        "downscaled": ["--input.resize", str(crop)],
+        "native_crops": [],
+        "crops_whole_view": whole_view,
+        "plus_jpeg_blur": jpeg_blur,
+        "plus_longer": [*jpeg_blur, "--optim.epochs", str(2 * epochs)],
+    }
+
+
+SUITES = ("strategies", "epochs", "baselines", "heads", "ideas")
 
 
 def resolve_weights(setting: str) -> str | None:
@@ -97,6 +128,7 @@ def run_suite(
         suite,
         weights=resolve_weights(weights) if suite in ("strategies", "epochs") else None,
         epoch_list=epoch_list or [5, 10, 15],
+        base=apply_overrides(load_config(base), overrides or []),
     )
     for name, run_overrides in runs.items():
         folder = out / name
