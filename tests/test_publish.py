@@ -58,6 +58,19 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     assert not re.search(r"\{\w+\}", card)  # every template field was filled
 
 
+@pytest.mark.parametrize("template", ["model_card_cifake.md", "model_card_faces.md"])
+def test_every_shipped_card_template_is_filled(
+    finished_run: Path, tmp_path: Path, template: str
+) -> None:
+    dest = tmp_path / "shipped"
+    path = Path(__file__).resolve().parent.parent / "training" / template
+    assert publish_main([str(finished_run), "--to", str(dest), "--template", str(path)]) == 0
+    card = (dest / "MODEL_CARD.md").read_text()
+    metrics = json.loads((dest / "eval" / "metrics.json").read_text())
+    assert f"| accuracy | {100 * metrics['accuracy']:.2f}% |" in card
+    assert not re.search(r"\{\w+\}", card)
+
+
 def test_publish_refuses_an_unfinished_run(tmp_path: Path, capsys) -> None:
     assert publish_main([str(tmp_path / "nothing"), "--to", str(tmp_path / "out")]) == 2
     assert "no finished run" in capsys.readouterr().err

@@ -170,6 +170,7 @@ def render_card(
         "augment": _describe(config["augment"]),
         "run_dir": run_dir.as_posix(),
         "n_test": metrics["n"],
+        "one_image_pct": _pct(1 / metrics["n"]),
         "accuracy": _pct(metrics["accuracy"]),
         "precision": _pct(metrics["precision"]),
         "recall": _pct(metrics["recall"]),
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "--template",
         type=Path,
         default=DEFAULT_TEMPLATE,
-        help="model card template (str.format fields; default: the CIFAKE card)",
+        help="model card template (str.format fields; default: the CIFAKE card; "
+        "training/model_card_faces.md for the faces model)",
     )
     parser.add_argument(
         "--training-notes",
