@@ -160,6 +160,10 @@ def test_training_runs_page_plots_the_run(environment) -> None:
     assert at.title[0].value == "Training runs"
     chosen = at.multiselect[0]
     assert "smoke" in chosen.options
+    from forensics.checkpoint import shipped_checkpoints
+
+    shipped = [path.name for path in shipped_checkpoints() if (path / "history.csv").is_file()]
+    assert shipped and set(shipped) <= set(chosen.options)  # every shipped model's history
     # The shipped model's history is preselected where it exists; overlay the smoke run on it.
     runs = [*chosen.value, "smoke"] if "smoke" not in chosen.value else chosen.value
     chosen.set_value(runs).run()

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from forensics.checkpoint import DEFAULT_CHECKPOINT
+from forensics.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoints
 from forensics.plots import plot_training_curves
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "training" / "runs"
@@ -33,7 +33,7 @@ def training_runs_page() -> None:
     runs_dir = Path(
         st.text_input("Runs folder", value=os.environ.get("FORENSICS_RUNS", str(RUNS_DIR)))
     ).expanduser()
-    runs = find_runs(DEFAULT_CHECKPOINT, runs_dir)
+    runs = find_runs(*shipped_checkpoints(), runs_dir)  # the shipped models' own histories too
     if not runs:
         st.info(
             "No run folders found. Train one with `python -m training.train --config FILE` "
