@@ -70,7 +70,7 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert experiments.main(argv) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["run"]) == [
-        "downscaled", "native_crops", "crops_whole_view", "plus_jpeg_blur", "plus_longer"
+        "downscaled", "native_crops", "crops_whole_view", "augmented", "augmented_longer"
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
@@ -80,11 +80,13 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert configs["native_crops"]["augment"]["crop_size"] is None
     whole = configs["crops_whole_view"]
     assert (whole["input"]["input_size"], whole["augment"]["crop_size"]) == (32, 16)
-    assert configs["plus_jpeg_blur"]["augment"]["preset"] == "flip_jpeg_blur"
-    assert (
-        configs["plus_longer"]["optim"]["epochs"]
-        == 2 * configs["plus_jpeg_blur"]["optim"]["epochs"]
-    )
+    augmented = configs["augmented"]
+    assert augmented["input"]["resize"] == 16
+    assert augmented["augment"]["preset"] == "flip_rotate_jitter"
+    assert augmented["augment"]["crop"] == "random_resized_crop"
+    longer = configs["augmented_longer"]
+    assert longer["augment"] == augmented["augment"]
+    assert longer["optim"]["epochs"] == 2 * augmented["optim"]["epochs"]
     assert list(table["epochs"]) == [1, 1, 1, 1, 2]
 
 

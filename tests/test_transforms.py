@@ -232,7 +232,7 @@ def test_crop_size_trains_on_patches_of_the_view(
 
 
 def test_crop_size_larger_than_the_view_is_refused(sample_image: Image.Image) -> None:
-    with pytest.raises(ValueError, match="must not exceed input.input_size"):
+    with pytest.raises(ValueError, match=r"must not exceed input\.input_size"):
         build_train_transform(CONFIG, AugmentConfig(crop_size=17))
     with pytest.raises(ValueError, match="crop_size"):
         AugmentConfig(crop_size=2)

@@ -7,10 +7,12 @@ Suites (the published comparisons this project comes from):
   baselines   ResNet18 vs ResNet50 vs the simple CNN, from scratch
   heads       ResNet18 with a linear, an MLP and a small head
   ideas       what each idea buys on a small high-resolution set (the faces model's ladder):
-              the image downscaled to the input vs native-resolution crops of it, then training
-              on crops and evaluating on the whole view, then JPEG/blur augmentation, then a
-              schedule twice as long; sizes come from the base config (input_size = the crop,
-              resize = the native side), e.g. --config training/configs/faces_resnet18.yaml
+              the image downscaled to the input (the naive baseline), then, from there,
+              native-resolution crops instead of the downscale, crops for training with the
+              whole view at evaluation, stronger augmentation (rotation, colour jitter,
+              random resized crops) and that augmentation with a schedule twice as long;
+              sizes come from the base config (input_size = the crop, resize = the native
+              side), e.g. --config training/configs/faces_resnet18.yaml
 
 Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
 finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
@@ -75,7 +77,8 @@ def suite_runs(
 
 
 def _ideas_runs(base: dict) -> dict[str, list[str]]:
-    """Each run adds one idea to the previous one, so its row shows what that idea bought."""
+    """The naive baseline and one idea (or two stacked) per run, so each row shows what it
+    bought."""
     crop = int(base["input"]["input_size"])
     native = int(base["input"]["resize"])
     if native <= crop:
@@ -83,15 +86,15 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
             f"the ideas suite needs input.resize (the native side, {native}) larger than "
             f"input.input_size (the crop, {crop}); e.g. --input.resize 256 --input.input_size 128"
         )
-    epochs = int(base["optim"]["epochs"])
-    whole_view = ["--input.input_size", str(native), "--augment.crop_size", str(crop)]
-    jpeg_blur = [*whole_view, "--augment.preset", "flip_jpeg_blur"]
+    downscaled = ["--input.resize", str(crop)]
+    augmented = [*downscaled, "--augment.preset", "flip_rotate_jitter",
+                 "--augment.crop", "random_resized_crop"]  # fmt: skip
     return {
-        "downscaled": ["--input.resize", str(crop)],
+        "downscaled": downscaled,
         "native_crops": [],
-        "crops_whole_view": whole_view,
-        "plus_jpeg_blur": jpeg_blur,
-        "plus_longer": [*jpeg_blur, "--optim.epochs", str(2 * epochs)],
+        "crops_whole_view": ["--input.input_size", str(native), "--augment.crop_size", str(crop)],
+        "augmented": augmented,
+        "augmented_longer": [*augmented, "--optim.epochs", str(2 * int(base["optim"]["epochs"]))],
     }
 
 
