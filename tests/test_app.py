@@ -156,3 +156,15 @@ def test_checkpoint_from_the_environment_is_preselected(
     at = AppTest.from_function(_sidebar_script, default_timeout=TIMEOUT).run()
     assert at.sidebar.selectbox[0].value == "Another folder…"
     assert at.markdown[-1].value == f"checkpoint={tiny_checkpoint}"
+
+
+def test_a_shipped_checkpoint_named_in_the_environment_is_selected_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from forensics.checkpoint import DEFAULT_CHECKPOINT
+
+    monkeypatch.chdir(DEFAULT_CHECKPOINT.parent.parent)
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", "checkpoints/default/")  # relative, as typed
+    at = AppTest.from_function(_sidebar_script, default_timeout=TIMEOUT).run()
+    assert at.sidebar.selectbox[0].value == DEFAULT_CHECKPOINT.name
+    assert at.markdown[-1].value == f"checkpoint={DEFAULT_CHECKPOINT}"

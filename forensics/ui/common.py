@@ -46,7 +46,8 @@ def draw_sidebar() -> None:
     shipped = {path.name: path for path in shipped_checkpoints()}
     preset = os.environ.get("FORENSICS_CHECKPOINT", "").strip()
     choices = [*shipped, OTHER_CHECKPOINT]
-    preset_name = next((name for name, path in shipped.items() if str(path) == preset), None)
+    preset_path = Path(preset).expanduser().resolve() if preset else None
+    preset_name = next((name for name, path in shipped.items() if path == preset_path), None)
     choice = st.sidebar.selectbox(
         "Checkpoint",
         choices,
