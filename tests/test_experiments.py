@@ -70,7 +70,7 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert experiments.main(argv) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["run"]) == [
-        "downscaled", "native_crops", "crops_whole_view", "augmented", "augmented_longer"
+        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer", "augmented"
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
@@ -84,10 +84,10 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert augmented["input"]["resize"] == 16
     assert augmented["augment"]["preset"] == "flip_rotate_jitter"
     assert augmented["augment"]["crop"] == "random_resized_crop"
-    longer = configs["augmented_longer"]
-    assert longer["augment"] == augmented["augment"]
-    assert longer["optim"]["epochs"] == 2 * augmented["optim"]["epochs"]
-    assert list(table["epochs"]) == [1, 1, 1, 1, 2]
+    longer = configs["whole_view_longer"]
+    assert longer["input"] == whole["input"] and longer["augment"] == whole["augment"]
+    assert longer["optim"]["epochs"] == 2 * whole["optim"]["epochs"]
+    assert list(table["epochs"]) == [1, 1, 1, 2, 1]
 
 
 def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(

@@ -9,8 +9,9 @@ Suites (the published comparisons this project comes from):
   ideas       what each idea buys on a small high-resolution set (the faces model's ladder):
               the image downscaled to the input (the naive baseline), then, from there,
               native-resolution crops instead of the downscale, crops for training with the
-              whole view at evaluation, stronger augmentation (rotation, colour jitter,
-              random resized crops) and that augmentation with a schedule twice as long;
+              whole view at evaluation, that with a schedule twice as long (crops learn
+              slowly), and stronger augmentation (rotation, colour jitter, random resized
+              crops) of the downscaled image;
               sizes come from the base config (input_size = the crop, resize = the native
               side), e.g. --config training/configs/faces_resnet18.yaml
 
@@ -87,15 +88,15 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
             f"input.input_size (the crop, {crop}); e.g. --input.resize 256 --input.input_size 128"
         )
     downscaled = ["--input.resize", str(crop)]
-    augmented = [*downscaled, "--augment.preset", "flip_rotate_jitter",
-                 "--augment.crop", "random_resized_crop"]  # fmt: skip
+    whole_view = ["--input.input_size", str(native), "--augment.crop_size", str(crop)]
     return {
         "downscaled": downscaled,
         "native_crops": [],
-        "crops_whole_view": ["--input.input_size", str(native), "--augment.crop_size", str(crop)],
-        "augmented": augmented,
-        "augmented_longer": [*augmented, "--optim.epochs", str(2 * int(base["optim"]["epochs"]))],
-    }
+        "crops_whole_view": whole_view,
+        "whole_view_longer": [*whole_view, "--optim.epochs", str(2 * int(base["optim"]["epochs"]))],
+        "augmented": [*downscaled, "--augment.preset", "flip_rotate_jitter",
+                      "--augment.crop", "random_resized_crop"],
+    }  # fmt: skip
 
 
 SUITES = ("strategies", "epochs", "baselines", "heads", "ideas")
