@@ -147,35 +147,46 @@ def test_dataset_page_on_a_real_folder(app_url: str, browser_page, tmp_path: Pat
     page.screenshot(path=str(SCREENSHOTS / "dataset.png"), full_page=True)
 
 
-# Every page on the shared real datasets, with the shipped model, as a user would walk them.
-REAL_DATASETS = ["faces", "cifake"]  # faces first: 1,800 files scan in seconds, CIFAKE in minutes
+# Every page on the shared real datasets, with each shipped model, as a user would walk them:
+# (dataset, checkpoint folder in checkpoints/) -> the split the evaluation page offers first (a
+# model's own saved split where it fits the data, else the whole folder).
+REAL_CASES = {
+    ("faces", "default"): "all",  # faces first: 1,800 files scan in seconds, CIFAKE in minutes
+    ("cifake", "default"): "test",
+    ("faces", "faces"): "test",
+}
 
 
-def _real_dataset(name: str) -> Path:
+def _real_dataset(name: str, checkpoint: str) -> tuple[Path, Path]:
     root = os.environ.get("FORENSICS_DATA_ROOT")
     if not root or not (Path(root) / name).is_dir():
         pytest.skip(f"FORENSICS_DATA_ROOT has no {name}/ (.ci/run sets it to ../shared/data)")
-    if not (DEFAULT_CHECKPOINT / METADATA_FILE).is_file():
-        pytest.skip("the shipped checkpoint is missing")
-    return Path(root) / name
+    shipped = DEFAULT_CHECKPOINT.parent / checkpoint
+    if not (shipped / METADATA_FILE).is_file():
+        pytest.skip(f"the shipped checkpoint {checkpoint} is missing")
+    return Path(root) / name, shipped
 
 
-@pytest.fixture(scope="module", params=REAL_DATASETS)
-def real_app(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The app on a real dataset with a private copy of the shipped model (its evaluation cache
+@pytest.fixture(scope="module", params=list(REAL_CASES), ids=lambda case: "-".join(case))
+def real_app(
+    request, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, str, str]]:
+    """The app on a real dataset with a private copy of a shipped model (its evaluation cache
     starts empty and stays out of the repository) and a private scan cache."""
-    data = _real_dataset(request.param)
-    scratch = tmp_path_factory.mktemp(f"real_{request.param}")
-    checkpoint = scratch / "checkpoint"
-    shutil.copytree(DEFAULT_CHECKPOINT, checkpoint, ignore=shutil.ignore_patterns("eval_cache"))
+    name, checkpoint_name = request.param
+    data, shipped = _real_dataset(name, checkpoint_name)
+    scratch = tmp_path_factory.mktemp(f"real_{name}_{checkpoint_name}")
+    checkpoint = scratch / checkpoint_name
+    shutil.copytree(shipped, checkpoint, ignore=shutil.ignore_patterns("eval_cache"))
     env = {
         **os.environ,
         "FORENSICS_CHECKPOINT": str(checkpoint),
         "FORENSICS_DATASET": str(data),
         "FORENSICS_CACHE": str(scratch / "cache"),
     }
+    prefix = name if checkpoint_name == "default" else f"{name}_{checkpoint_name}_model"
     with serve_app(env) as url:
-        yield url, data
+        yield url, data, prefix, REAL_CASES[request.param]
 
 
 def _assert_clean(page) -> None:
@@ -201,8 +212,8 @@ def _first_image(data: Path, tmp_path: Path) -> Path:
 
 
 def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None:
-    url, data = real_app
-    name, page = data.name, browser_page
+    url, data, name, expected_split = real_app
+    page = browser_page
 
     page.goto(f"{url}/dataset", timeout=60_000)
     page.get_by_role("heading", name="Samples").wait_for(timeout=600_000)  # scans the dataset
@@ -213,9 +224,8 @@ def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None
     page.get_by_text("Evaluate on the sidebar's dataset", exact=True).click()
     evaluate = page.get_by_role("button", name="Evaluate")
     evaluate.wait_for(timeout=120_000)
-    # The shipped model's own split holds out a CIFAKE test split; it does not fit faces.
     split = page.get_by_role("combobox", name="Split").input_value()
-    assert split == ("test" if name == "cifake" else "all")
+    assert split == expected_split
     evaluate.click()
     page.get_by_text("Decision threshold on P(fake)").wait_for(timeout=600_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5")
