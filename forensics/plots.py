@@ -105,11 +105,14 @@ def plot_confusion_matrix(confusion: dict[str, int], *, normalize: bool = False)
     return figure
 
 
-def plot_roc_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
-    """ROC curve (fake = positive) with the AUC and the threshold's operating point."""
+def plot_roc_curve(
+    labels, prob_fake, *, threshold: float, metrics: dict | None = None
+) -> go.Figure:
+    """ROC curve (fake = positive) with the AUC and the threshold's operating point. `metrics`:
+    `compute_metrics` of the same scores where the caller has it (saves computing it again)."""
     curve = compute_roc_curve(labels, prob_fake)
     point = _operating_point(labels, prob_fake, threshold)
-    auc = compute_metrics(labels, prob_fake, threshold=threshold)["roc_auc"]
+    auc = (metrics or compute_metrics(labels, prob_fake, threshold=threshold))["roc_auc"]
     figure = go.Figure()
     figure.add_scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name="ROC")
     figure.add_scatter(
@@ -125,14 +128,15 @@ def plot_roc_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
     return figure
 
 
-def plot_pr_curve(labels, prob_fake, *, threshold: float) -> go.Figure:
-    """Precision-recall curve for the fake class with the threshold's operating point."""
+def plot_pr_curve(labels, prob_fake, *, threshold: float, metrics: dict | None = None) -> go.Figure:
+    """Precision-recall curve for the fake class with the threshold's operating point
+    (`metrics` as for `plot_roc_curve`)."""
     curve = compute_pr_curve(labels, prob_fake)
     # One point per distinct score is invisible detail on screen and slow in a browser.
     keep = np.unique(np.linspace(0, len(curve["recall"]) - 1, MAX_CURVE_POINTS).astype(int))
     curve = {"recall": curve["recall"][keep], "precision": curve["precision"][keep]}
     point = _operating_point(labels, prob_fake, threshold)
-    ap = compute_metrics(labels, prob_fake, threshold=threshold)["average_precision"]
+    ap = (metrics or compute_metrics(labels, prob_fake, threshold=threshold))["average_precision"]
     figure = go.Figure()
     figure.add_scatter(x=curve["recall"], y=curve["precision"], mode="lines", name="PR")
     _mark_threshold(figure, point["tpr"], point["precision"], threshold)

@@ -80,6 +80,26 @@ def test_stored_evaluation_and_live_threshold(environment) -> None:
     assert "False positives (real called fake): 0" in _caption_with(at, "False positives")
 
 
+def test_reopening_the_page_recomputes_nothing(environment, monkeypatch) -> None:
+    import forensics.ui.evaluation as page
+
+    calls = []
+    real = page.compute_metrics
+    monkeypatch.setattr(page, "compute_metrics", lambda *a, **k: calls.append(1) or real(*a, **k))
+    page.evaluation_figures.clear()
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert len(calls) == 1  # one computation serves the table and both curves
+    _run(_evaluation_script).radio[0].set_value(STORED).run()  # a second open, a new session
+    assert len(calls) == 1
+    slider = next(s for s in at.slider if s.label.startswith("Decision threshold"))
+    original = slider.value
+    slider.set_value(0.9).run()
+    assert len(calls) == 2
+    next(s for s in at.slider if s.label.startswith("Decision threshold")).set_value(original).run()
+    assert len(calls) == 2  # a threshold already shown comes back from memory
+
+
 def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     at = _run(_evaluation_script)
     at.radio[0].set_value(ON_DATASET).run()

@@ -46,6 +46,18 @@ def test_roc_marks_the_operating_point_and_auc() -> None:
     assert "AUC 0.8125" in figure.layout.title.text
 
 
+def test_curves_use_the_metrics_they_are_given() -> None:
+    # The evaluation page passes its own metrics, so the curves do not compute them again.
+    given = {"roc_auc": 0.123, "average_precision": 0.456}
+    assert (
+        "AUC 0.1230"
+        in plot_roc_curve(LABELS, PROBS, threshold=0.5, metrics=given).layout.title.text
+    )
+    assert (
+        "AP 0.4560" in plot_pr_curve(LABELS, PROBS, threshold=0.5, metrics=given).layout.title.text
+    )
+
+
 def test_pr_curve_marks_precision_and_recall_at_the_threshold() -> None:
     figure = plot_pr_curve(LABELS, PROBS, threshold=0.65)  # tp 2 (0.8, 0.9), fp 1 (0.7)
     point = figure.data[-1]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from forensics.checkpoint import CheckpointError
@@ -42,6 +44,25 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     )
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def evaluation_figures(
+    labels: np.ndarray, probs: np.ndarray, threshold: float, normalize: bool
+) -> tuple[dict, dict, dict[str, go.Figure]]:
+    """Metrics, confusion counts and the page's five figures at `threshold`. Memoised: coming
+    back to the page, or back to a threshold already shown, costs no recomputation (on 8,908
+    images the metrics and curves take most of a second on a small CPU)."""
+    metrics = compute_metrics(labels, probs, threshold=threshold)
+    confusion = compute_confusion(labels, probs, threshold=threshold)
+    figures = {
+        "confusion": plot_confusion_matrix(confusion, normalize=normalize),
+        "roc": plot_roc_curve(labels, probs, threshold=threshold, metrics=metrics),
+        "pr": plot_pr_curve(labels, probs, threshold=threshold, metrics=metrics),
+        "reliability": plot_reliability(labels, probs),
+        "histogram": plot_probability_histogram(labels, probs, threshold=threshold),
+    }
+    return metrics, confusion, figures
+
+
 def evaluation_page() -> None:
     st.title("Model evaluation")
     detector = selected_detector()
@@ -64,25 +85,21 @@ def evaluation_page() -> None:
         0.01,
         help="Move it to see the trade-off; the checkpoint's own threshold is the default.",
     )
-    metrics = compute_metrics(labels, probs, threshold=threshold)
-    confusion = compute_confusion(labels, probs, threshold=threshold)
-
     left, right = st.columns([1, 1])
-    left.dataframe(metrics_table(metrics), hide_index=True, width="stretch")
     normalize = right.toggle("Show shares of each true class", value=False)
-    right.plotly_chart(plot_confusion_matrix(confusion, normalize=normalize), width="stretch")
+    metrics, confusion, figures = evaluation_figures(labels, probs, threshold, normalize)
+    left.dataframe(metrics_table(metrics), hide_index=True, width="stretch")
+    right.plotly_chart(figures["confusion"], width="stretch")
     right.caption(
         f"False positives (real called fake): {confusion['fp']:,} · "
         f"false negatives (fake called real): {confusion['fn']:,}"
     )
     roc, pr = st.columns(2)
-    roc.plotly_chart(plot_roc_curve(labels, probs, threshold=threshold), width="stretch")
-    pr.plotly_chart(plot_pr_curve(labels, probs, threshold=threshold), width="stretch")
+    roc.plotly_chart(figures["roc"], width="stretch")
+    pr.plotly_chart(figures["pr"], width="stretch")
     calibration, histogram = st.columns(2)
-    calibration.plotly_chart(plot_reliability(labels, probs), width="stretch")
-    histogram.plotly_chart(
-        plot_probability_histogram(labels, probs, threshold=threshold), width="stretch"
-    )
+    calibration.plotly_chart(figures["reliability"], width="stretch")
+    histogram.plotly_chart(figures["histogram"], width="stretch")
     draw_comparison(detector, results, threshold)
 
 
