@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from forensics.ui.common import OTHER_CHECKPOINT
 from forensics.ui.results import ON_DATASET, STORED
 from tests.conftest import write_dataset
 from training.publish import main as publish_main
@@ -313,6 +314,9 @@ def test_two_checkpoints_compared_on_the_same_images(environment, tiny_checkpoin
     at.radio[0].set_value(ON_DATASET).run()
     next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
     _evaluate_if_asked(at)  # an earlier test may have cached this checkpoint's results
+    choice = next(s for s in at.selectbox if s.label == "Other checkpoint")
+    assert "default" in choice.options  # the shipped models are one click away
+    choice.set_value(OTHER_CHECKPOINT).run()
     other = next(t for t in at.text_input if t.label == "Other checkpoint directory")
     other.set_value(str(tiny_checkpoint)).run()
     _evaluate_if_asked(at)

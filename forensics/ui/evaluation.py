@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from forensics.checkpoint import CheckpointError
+from forensics.checkpoint import CheckpointError, shipped_checkpoints
 from forensics.evaluation import compute_confusion, compute_metrics
 from forensics.plots import (
     plot_confusion_matrix,
@@ -20,7 +20,12 @@ from forensics.plots import (
     plot_roc_comparison,
     plot_roc_curve,
 )
-from forensics.ui.common import cached_detector, selected_detector, selected_threshold
+from forensics.ui.common import (
+    OTHER_CHECKPOINT,
+    cached_detector,
+    selected_detector,
+    selected_threshold,
+)
 from forensics.ui.results import choose_results, evaluate_rows
 
 METRIC_NAMES = {
@@ -103,14 +108,33 @@ def evaluation_page() -> None:
     draw_comparison(detector, results, threshold)
 
 
+def _choose_other_checkpoint(detector) -> str | None:
+    """The second checkpoint's folder: another shipped model, or any folder typed in."""
+    shipped = {
+        path.name: path
+        for path in shipped_checkpoints()
+        if path.resolve() != detector.checkpoint_dir.resolve()
+    }
+    choice = st.selectbox(
+        "Other checkpoint",
+        [None, *shipped, OTHER_CHECKPOINT],
+        format_func=lambda name: "—" if name is None else name,
+        key="compare_choice",
+    )
+    if choice == OTHER_CHECKPOINT:
+        typed = st.text_input("Other checkpoint directory", key="compare_checkpoint").strip()
+        return typed or None
+    return None if choice is None else str(shipped[choice])
+
+
 def draw_comparison(detector, results, threshold: float) -> None:
     """Metrics and ROC of a second checkpoint on exactly the same images."""
     with st.expander("Compare with another checkpoint on the same images"):
         if results.rows is None:
             st.info("Choose 'Evaluate on the sidebar's dataset' above to compare two checkpoints.")
             return
-        other_dir = st.text_input("Other checkpoint directory", key="compare_checkpoint")
-        if not other_dir.strip():
+        other_dir = _choose_other_checkpoint(detector)
+        if other_dir is None:
             return
         try:
             other = cached_detector(str(Path(other_dir.strip()).expanduser()))
