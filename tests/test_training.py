@@ -12,10 +12,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import forensics.data
 from forensics import load_detector
 from forensics.data import SPLITS
+from tests.conftest import make_image, write_dataset
 from training.config import apply_overrides, dump_config, load_config, set_dotted
-from training.train import HISTORY_METRICS, main
+from training.train import HISTORY_METRICS, main, prepare_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE = REPO_ROOT / "training" / "configs" / "smoke.yaml"
@@ -261,3 +263,21 @@ def test_resume_with_a_new_learning_rate_applies_it(tiny_dataset: Path, tmp_path
     assert list(history["lr"]) == [pytest.approx(1e-3), pytest.approx(1e-5)]
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+
+
+def test_runs_reuse_the_cached_scan_of_an_unchanged_dataset(tmp_path: Path, monkeypatch) -> None:
+    data = write_dataset(tmp_path / "data", per_class=4)
+    scans = []
+    real_build = forensics.data.build_manifest
+    monkeypatch.setattr(
+        forensics.data, "build_manifest", lambda *a, **k: scans.append(1) or real_build(*a, **k)
+    )
+    config = {"data": {"root": str(data), "fractions": [0.5, 0.25, 0.25]}, "seed": 0}
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        prepare_data(config, tmp_path / run)
+    assert len(scans) == 1  # the second run read the first run's scan
+    make_image(99).save(data / "real" / "extra.png")
+    (tmp_path / "third").mkdir()
+    manifest = prepare_data(config, tmp_path / "third")
+    assert len(scans) == 2 and len(manifest) == 9  # a changed folder is scanned again
