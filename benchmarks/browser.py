@@ -33,14 +33,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(env: dict[str, str], *, timeout: float = 90) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free local port; yields its URL, then stops it."""
+def serve_app(
+    env: dict[str, str], *, timeout: float = 90, script: Path = REPO_ROOT / "streamlit_app.py"
+) -> Iterator[str]:
+    """`streamlit run <script>` (the app by default) from the repository root, so with its
+    .streamlit/config.toml, on a free local port; yields its URL, then stops it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A file, not a pipe: a long session's log could fill a pipe and stall the server.
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "streamlit_app.py"),
+            [sys.executable, "-m", "streamlit", "run", str(script),
              "--server.headless", "true", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -6,7 +6,9 @@ second (everything from the disk caches), in a new tab and by the app's own navi
 Starts `streamlit run` on a free local port with the shipped checkpoint (or --checkpoint), drives
 Debian's Chromium through Playwright, and prints the seconds from navigation until the metrics
 table is shown. The first open uses an empty cache folder, so it includes the dataset scan. For
-scale it also times the Classify page (a title and an upload box) in a new tab: that is mostly
+scale it also times, in a new tab, the Classify page (a title and an upload box) and a bare
+Streamlit page drawing the same kinds of elements as the evaluation page (radio, select box,
+slider, table, five plotly charts) from constants, without any of this project's code: that is
 Streamlit's own start-up in a fresh tab, which no caching can remove.
 """
 
@@ -24,6 +26,25 @@ from pathlib import Path
 from benchmarks.browser import CHROMIUM_FLAGS, REPO_ROOT, serve_app
 
 METRICS_SHOWN = "Decision threshold on P(fake)"
+# The evaluation page's kinds of elements, drawn from constants with nothing of the project's.
+BARE_PAGE = f"""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+st.set_page_config(layout="wide")
+st.title("Model evaluation")
+st.radio("Results", ["stored", "on the dataset"], horizontal=True)
+st.checkbox("Use the checkpoint's own split", value=True)
+st.selectbox("Split", ["test", "all"])
+st.slider("{METRICS_SHOWN}", 0.0, 1.0, 0.5, 0.01)
+left, right = st.columns(2)
+left.dataframe(pd.DataFrame({{"metric": list("abcdefghi"), "value": range(9)}}), hide_index=True)
+right.toggle("Show shares of each true class")
+for row in range(3):
+    for column in st.columns(2):
+        column.plotly_chart(go.Figure(go.Scatter(x=list(range(500)), y=list(range(500)))))
+"""
 ON_DATASET = "Evaluate on the sidebar's dataset"  # forensics.ui.results.ON_DATASET; importing
 # the page module here would start Streamlit's caches outside a running app.
 
@@ -60,6 +81,24 @@ def return_by_navigation(page) -> float:
     page.get_by_role("link", name="Model evaluation").click()
     page.get_by_text(METRICS_SHOWN).wait_for(timeout=60_000)
     return time.perf_counter() - started
+
+
+def time_bare_page(chromium: str, scratch: Path, *, repeats: int) -> float:
+    """Median seconds until BARE_PAGE shows its slider in a new tab of a warm browser profile."""
+    from playwright.sync_api import sync_playwright
+
+    script = scratch / "bare_page.py"
+    script.write_text(BARE_PAGE)
+    with serve_app(dict(os.environ), script=script) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        profile = browser.new_context(viewport={"width": 1300, "height": 1000})
+        times = []
+        for _ in range(repeats + 1):  # the first one warms the profile's HTTP cache
+            page = profile.new_page()
+            times.append(open_in_new_tab(page, url, "", METRICS_SHOWN))
+            page.close()
+        browser.close()
+    return statistics.median(times[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                 app_start.append(open_in_new_tab(page, url, "", "Classify an image"))
                 page.close()
             browser.close()
+        bare = time_bare_page(args.chromium, Path(scratch), repeats=args.repeats)
     print(f"evaluation page, {args.data} ({args.split} split), median of {args.repeats}:")
     print(f"  first open (scan + evaluate):           {first:7.1f} s")
     print(f"  second open, new tab (disk caches):     {statistics.median(new_tab):7.2f} s")
     print(f"  second open, the app's navigation:      {statistics.median(by_navigation):7.2f} s")
     print(f"  for scale, Classify in a new tab:       {statistics.median(app_start):7.2f} s")
+    print(f"  for scale, bare Streamlit, same elements: {bare:7.2f} s  (new tab, no project code)")
     return 0
 
 
