@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # this tool is meant for. Compressed inputs are capped too, so a huge upload is refused unread.
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 100 * 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
 
@@ -41,6 +44,8 @@ def load_image(
     Raises ImageLoadError for empty, truncated, non-image, unsupported or oversized input.
     """
     data = None if isinstance(source, Image.Image) else _read_bytes(source, max_bytes)
+    if data is not None and data.startswith(PNG_SIGNATURE):
+        _check_png_chunks(data)
     try:
         with warnings.catch_warnings():
             # PIL warns (then errors) on decompression bombs; our own limit is stricter.
@@ -54,12 +59,52 @@ def load_image(
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError("not a recognised image format (is it really an image?)") from None
+        raise ImageLoadError(_describe_unrecognised(data)) from None
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"image is too large to decode safely: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         # PIL reports truncated/corrupt data as OSError, broken headers as SyntaxError, etc.
         raise ImageLoadError(f"image data is truncated or corrupt ({exc})") from None
+
+
+def _describe_unrecognised(data: bytes | None) -> str:
+    """Why PIL could not identify `data`, in words a user can act on."""
+    head = (data or b"")[:1024].lstrip().lower()
+    if b"<svg" in head:
+        return (
+            "not a recognised image format: this is an SVG drawing (vector graphics), "
+            "export it as PNG or JPEG first"
+        )
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "not a recognised image format: this is an HTML page, not the picture it shows"
+    if head and b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return "not a recognised image format: this is a text file"
+    return "not a recognised image format (is it really an image?)"
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG whose chunk checksums do not match, as libpng (and so browsers) does: PIL
+    does not check the image data's, and a corrupted file must not get a verdict as if whole.
+    Truncation is left to the decoder, which reports it."""
+    offset = len(PNG_SIGNATURE)
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        end = offset + 8 + length
+        if end + 4 > len(data):
+            return
+        kind = data[offset + 4 : offset + 8]
+        (stored,) = struct.unpack(">I", data[end : end + 4])
+        if zlib.crc32(data[offset + 4 : end]) & 0xFFFFFFFF != stored:
+            name = kind.decode("latin-1", errors="replace")
+            raise ImageLoadError(f"PNG is corrupt: the checksum of its {name!r} chunk is wrong")
+        if kind == b"IEND":
+            return
+        offset = end + 4
 
 
 def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
