@@ -103,9 +103,43 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
+class TrimLongSide:
+    """Centre-crop a PIL image's long side to the part that the resize and centre crop after it
+    keep, plus a margin for the resampling filter. Without it a 1x10000 strip, resized to a
+    256 px short side, becomes 256x2,560,000 pixels (2 GB) only to be cropped to 256x256.
+    Images at most four times as elongated as the kept part (every ordinary photograph) pass
+    through untouched; the others see the same view to within a pixel of resampling."""
+
+    def __init__(self, *, resize: int, input_size: int) -> None:
+        self.resize, self.input_size = int(resize), int(input_size)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        short, long = min(width, height), max(width, height)
+        scale = short / self.resize  # source pixels per resized pixel
+        margin = math.ceil(3 * max(scale, 1.0)) + 1  # bicubic support (2) with room to spare
+        # Never below the short side: the resize after this must still scale the same side.
+        keep = max(math.ceil(self.input_size * scale) + 2 * margin, short)
+        if long <= 4 * keep:
+            return image
+        # Centred where the centre crop after the resize is (torchvision's rounding).
+        resized_long = int(self.resize * long / short)
+        crop_start = round((resized_long - self.input_size) / 2.0)
+        centre = (crop_start + self.input_size / 2) * long / resized_long
+        start = min(max(round(centre - keep / 2), 0), long - keep)
+        box = (
+            (start, 0, start + keep, height) if width > height else (0, start, width, start + keep)
+        )
+        return image.crop(box)
+
+    def __repr__(self) -> str:
+        return f"TrimLongSide(resize={self.resize}, input_size={self.input_size})"
+
+
 def _geometry(config: DataConfig) -> list[Callable]:
     interpolation = INTERPOLATIONS[config.interpolation]
     return [
+        TrimLongSide(resize=config.resize, input_size=config.input_size),
         v2.Resize(config.resize, interpolation=interpolation, antialias=True),
         v2.CenterCrop(config.input_size),
     ]

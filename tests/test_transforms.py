@@ -10,12 +10,14 @@ import pytest
 import torch
 from conftest import make_image
 from PIL import Image
+from torchvision.transforms import v2
 
 from forensics.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentConfig,
     DataConfig,
+    TrimLongSide,
     build_eval_transform,
     build_train_transform,
     describe_resampling,
@@ -290,3 +292,42 @@ def test_describe_resampling_warns_for_far_larger_image() -> None:
 def test_describe_resampling_warns_for_far_smaller_image() -> None:
     message = describe_resampling((8, 10), DataConfig(input_size=32, resize=32))
     assert isinstance(message, str) and "upscaled" in message and "8x10" in message
+
+
+# ------------------------------------------------------------------- elongated images
+
+
+@pytest.mark.parametrize("size", [(256, 256), (300, 200), (1920, 1080), (300, 900)])
+def test_ordinary_images_are_not_trimmed(size: tuple[int, int]) -> None:
+    image = Image.new("RGB", size)
+    assert TrimLongSide(resize=256, input_size=224)(image) is image
+
+
+@pytest.mark.parametrize(("size", "config"), [
+    ((1, 10_000), DataConfig(input_size=256, resize=256)),
+    ((10_000, 3), DataConfig(input_size=32, resize=32)),
+    ((1000, 40_000), DataConfig(input_size=224, resize=256)),
+])  # fmt: skip
+def test_a_long_strip_is_trimmed_before_it_is_resized(size, config: DataConfig) -> None:
+    # Resized whole, the 1x10000 strip at 256 px would be 256x2,560,000 pixels (2 GB).
+    image = Image.new("RGB", size, "grey")
+    trimmed = TrimLongSide(resize=config.resize, input_size=config.input_size)(image)
+    short = min(size)
+    assert min(trimmed.size) == short
+    assert max(trimmed.size) <= 4 * (config.input_size * max(short / config.resize, 1) + 16)
+    assert build_eval_transform(config)(image).shape == (3, config.input_size, config.input_size)
+    assert to_display(image, config).shape == (config.input_size, config.input_size, 3)
+
+
+def test_a_trimmed_image_shows_the_same_view() -> None:
+    # A smooth gradient along the long side: the view is the centre of the strip either way.
+    ramp = np.linspace(0, 255, 6000)[:, None, None] * np.ones((6000, 40, 3))
+    image = Image.fromarray(ramp.astype(np.uint8))
+    config = DataConfig(input_size=32, resize=36)
+    trimmed = build_eval_transform(config)(image)
+    untrimmed = [v2.Resize(36, antialias=True), v2.CenterCrop(32), v2.ToImage(),
+                 v2.ToDtype(torch.float32, scale=True),
+                 v2.Normalize(mean=list(config.mean), std=list(config.std))]  # fmt: skip
+    whole = v2.Compose(untrimmed)(image)
+    assert TrimLongSide(resize=36, input_size=32)(image).size[1] < 200
+    assert torch.allclose(trimmed, whole, atol=0.05)
