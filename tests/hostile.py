@@ -113,6 +113,10 @@ def hostile_corpus() -> list[HostileFile]:
         HostileFile(
             "strip_1x10000.png", image_bytes(Image.new("RGB", (1, 10_000), "grey"), "PNG"), True
         ),
+        # Resized whole to a 256 px short side, this strip would be 256 x 102,400,000 pixels.
+        HostileFile(
+            "strip_1x400000.png", image_bytes(Image.new("RGB", (1, 400_000), "grey"), "PNG"), True
+        ),
         HostileFile(
             "sixteen_bit.tiff",
             _tiff(rng.integers(0, 65535, (40, 40), dtype=np.uint16)),

@@ -141,13 +141,18 @@ def test_app_upload_of_every_hostile_file(detector: Detector, monkeypatch) -> No
 
 
 # A process that may map only this much more memory than it holds after its imports: a file
-# that made the decoder allocate its declared 12000x12000 pixels (432 MB) would fail here.
+# that made the decoder allocate its declared 12000x12000 pixels (432 MB), or a strip resized
+# whole before its centre is cropped, would fail here.
 DECODE_BUDGET_BYTES = 256 * 2**20
 BOUNDED_DECODER = textwrap.dedent(
     """
     import json, resource, sys
     from pathlib import Path
     from forensics.images import ImageLoadError, load_image
+    from forensics.transforms import DataConfig, build_eval_transform, to_display
+
+    config = DataConfig(input_size=256, resize=256)  # the faces model's preprocessing
+    to_tensor = build_eval_transform(config)
 
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * resource.getpagesize()
@@ -156,7 +161,9 @@ BOUNDED_DECODER = textwrap.dedent(
     outcomes = {}
     for path in sorted(Path(sys.argv[1]).iterdir()):
         try:
-            load_image(path)
+            image = load_image(path)
+            assert to_tensor(image).shape == (3, 256, 256)
+            assert to_display(image, config).shape == (256, 256, 3)
             outcomes[path.name] = "image"
         except ImageLoadError:
             outcomes[path.name] = "refused"
@@ -166,7 +173,9 @@ BOUNDED_DECODER = textwrap.dedent(
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
-def test_decoding_the_corpus_stays_within_a_memory_budget_and_a_time_limit(tmp_path: Path) -> None:
+def test_decoding_and_preprocessing_stay_within_a_memory_budget_and_a_time_limit(
+    tmp_path: Path,
+) -> None:
     for case in CORPUS:
         _write(tmp_path / "corpus", case)
     result = subprocess.run(
