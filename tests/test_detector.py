@@ -4,7 +4,9 @@ every architecture, hooks released, thread safety, overlays, and run_evaluation.
 from __future__ import annotations
 
 import io
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -406,6 +408,61 @@ def test_concurrent_predict_and_explain_match_single_threaded(detector: Detector
                 assert got[0] == pytest.approx(want[0], abs=1e-6)
                 assert got[1] == want[1]
                 np.testing.assert_allclose(got[2], want[2], atol=1e-4, err_msg=str(jobs[i]))
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
+def test_two_hundred_concurrent_calls_leave_no_hooks_and_no_memory_behind(
+    detector: Detector,
+) -> None:
+    # 8 threads x 25 calls: plain predictions interleaved with every fast CAM method, so a
+    # prediction often runs while another thread's CAM would have its hooks on the model.
+    methods = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "fullgrad"]
+    targets = ["predicted", "fake", "real"]
+    images = [make_image(700 + i, fake=i % 2 == 0) for i in range(8)]
+    expected = {i: detector.predict(images[i]).prob_fake for i in range(8)}
+    hooks_before = _hook_count(detector.model)
+
+    def worker(i: int, start: threading.Barrier, errors: list) -> None:
+        try:
+            start.wait(timeout=30)
+            for call in range(25):
+                if call % 2 == 0:
+                    got = detector.predict(images[i]).prob_fake
+                else:
+                    method = methods[(i + call) % len(methods)]
+                    target = targets[(i + call) % len(targets)]
+                    got = detector.explain(
+                        images[i], method=method, target=target
+                    ).verdict.prob_fake
+                assert got == pytest.approx(expected[i], abs=1e-6), (i, call)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    # One pool of 8 threads throughout, as a server keeps its workers: memory then measures
+    # the detector, not the C allocator's per-thread arenas for threads that come and go.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+
+        def two_hundred_calls() -> None:
+            start, errors = threading.Barrier(8), []
+            calls = [pool.submit(worker, i, start, errors) for i in range(8)]
+            _, pending = wait(calls, timeout=300)
+            assert not pending, "deadlock: calls still running"
+            assert not errors, errors
+            assert _hook_count(detector.model) == hooks_before
+            assert all(p.grad is None for p in detector.model.parameters())
+
+        for _ in range(2):  # the first rounds fill the allocator pools
+            two_hundred_calls()
+        memory_before = _resident_bytes()
+        for _ in range(2):
+            two_hundred_calls()
+    growth = _resident_bytes() - memory_before
+    assert growth < 32 * 2**20, f"resident memory grew by {growth / 2**20:.0f} MB in 400 calls"
 
 
 # ------------------------------------------------------------------------------- overlays
