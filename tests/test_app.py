@@ -168,3 +168,23 @@ def test_a_shipped_checkpoint_named_in_the_environment_is_selected_by_name(
     at = AppTest.from_function(_sidebar_script, default_timeout=TIMEOUT).run()
     assert at.sidebar.selectbox[0].value == DEFAULT_CHECKPOINT.name
     assert at.markdown[-1].value == f"checkpoint={DEFAULT_CHECKPOINT}"
+
+
+def test_upload_limit_matches_the_library_limit() -> None:
+    import tomllib
+
+    from forensics.images import MAX_BYTES
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    # The browser refuses bigger files with Streamlit's own message before they are sent.
+    assert config["server"]["maxUploadSize"] * 2**20 == MAX_BYTES
+
+
+def test_upload_over_the_pixel_limit_is_refused_with_a_message(app: AppTest) -> None:
+    from tests.hostile import declared_png
+
+    at = upload(app, "huge.png", declared_png(8000, 6000))
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and not at.metric
+    assert "Cannot read huge.png" in at.error[0].value
+    assert "8000x6000 = 48.0 megapixels, over the 40 MP limit" in at.error[0].value

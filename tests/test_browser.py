@@ -90,6 +90,49 @@ def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_fil
     page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
 
 
+def test_several_sessions_at_once_each_get_their_own_verdict(app_url: str, tmp_path: Path) -> None:
+    """Four browser sessions upload different images within moments of each other, so the
+    server classifies and explains them concurrently with one shared model; each page must show
+    the verdict of its own image (the P(fake) a lone Detector gives it)."""
+    from playwright.sync_api import sync_playwright
+
+    from forensics import load_detector
+
+    detector = load_detector(
+        DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / METADATA_FILE).is_file() else None
+    )
+    files, expected = [], []
+    for seed in range(40, 200):  # four images the page tells apart by their shown score
+        data = image_bytes(make_image(seed, size=32, fake=seed % 2 == 1))
+        shown = f"P(fake) = {detector.predict(data).prob_fake:.3f}"
+        if shown not in expected:
+            files.append(tmp_path / f"session_{len(files)}.png")
+            files[-1].write_bytes(data)
+            expected.append(shown)
+        if len(files) == 4:
+            break
+    assert len(files) == 4, expected
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        pages = [browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+                 for _ in files]  # fmt: skip
+        for page in pages:
+            page.goto(app_url, timeout=60_000)
+        for page in pages:
+            page.get_by_text("Classify an image").wait_for(timeout=60_000)
+        for page, path in zip(pages, files, strict=True):  # no waiting between the uploads
+            page.locator("input[type=file]").set_input_files(str(path))
+        for i, page in enumerate(pages):
+            page.get_by_text("What the model saw").wait_for(timeout=180_000)
+            page.get_by_text(expected[i]).first.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            assert "Traceback" not in body
+            for j, other in enumerate(expected):
+                assert (other in body) == (i == j), (i, j, other)
+            assert page.locator("img").count() >= 2
+        browser.close()
+
+
 def test_bad_upload_shows_a_message_not_a_traceback(
     app_url: str, browser_page, tmp_path: Path
 ) -> None:
