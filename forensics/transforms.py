@@ -27,6 +27,7 @@ INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
 }
 CROPS = ("random_crop", "random_resized_crop")
+MAX_INPUT_SIZE = 2048
 # flip_jpeg_blur and robust add JPEG re-compression and blur: detectors trained with them hold up
 # better on images that were re-shared (re-encoded, resized) after generation.
 AUGMENT_PRESETS = ("none", "flip", "flip_rotate_jitter", "flip_jpeg_blur", "robust")
@@ -43,13 +44,19 @@ class DataConfig:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if not 8 <= int(self.input_size) <= 2048 or int(self.resize) < int(self.input_size):
+        # Bounded above too: a checkpoint from a stranger could otherwise ask for every image
+        # to be resized to a billion pixels a side.
+        if not (
+            8 <= int(self.input_size) <= MAX_INPUT_SIZE
+            and int(self.input_size) <= int(self.resize) <= 2 * MAX_INPUT_SIZE
+        ):
             raise ValueError(
-                f"need 8 <= input_size <= 2048 and resize >= input_size, "
-                f"got input_size={self.input_size}, resize={self.resize}"
+                f"need 8 <= input_size <= {MAX_INPUT_SIZE} and input_size <= resize <= "
+                f"{2 * MAX_INPUT_SIZE}, got input_size={self.input_size}, resize={self.resize}"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std > 0")
+        finite = all(math.isfinite(float(v)) for v in (*self.mean, *self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or not finite or min(self.std) <= 0:
+            raise ValueError("mean and std need three finite values each, std > 0")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(
                 f"unknown interpolation {self.interpolation!r}; valid: {sorted(INTERPOLATIONS)}"
@@ -96,8 +103,10 @@ class AugmentConfig:
             raise ValueError(f"jpeg_quality needs 1 <= low <= high <= 100, got {self.jpeg_quality}")
         if not 0 < float(self.blur_sigma[0]) <= float(self.blur_sigma[1]):
             raise ValueError(f"blur_sigma must be 0 < low <= high, got {self.blur_sigma}")
-        if self.crop_size is not None and not 8 <= int(self.crop_size) <= 2048:
-            raise ValueError(f"crop_size must be in [8, 2048] or null, got {self.crop_size}")
+        if self.crop_size is not None and not 8 <= int(self.crop_size) <= MAX_INPUT_SIZE:
+            raise ValueError(
+                f"crop_size must be in [8, {MAX_INPUT_SIZE}] or null, got {self.crop_size}"
+            )
         for name in ("jpeg_probability", "blur_probability"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
