@@ -6,6 +6,7 @@ Shapes: `labels` (N,) ints in {0, 1}; `prob_fake` (N,) floats in [0, 1].
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -161,18 +162,57 @@ def build_predictions_table(
     )
 
 
+class IncompleteEvaluationError(ValueError):
+    """An evaluation folder that a crash, or two runs writing into it, left unfinished or
+    inconsistent; the message says which, and that evaluating again fixes it."""
+
+
+PREDICTIONS_COLUMNS = ("path", "label", "prob_fake")
+
+
 def write_evaluation(out_dir: str | Path, table: pd.DataFrame, metrics: dict) -> None:
-    """Write `metrics.json` and `predictions.csv` into `out_dir`, each atomically."""
+    """Write `predictions.csv`, then `metrics.json`, each atomically. metrics.json comes last
+    and records the table's SHA-256, so it marks a finished evaluation: a run killed in between
+    leaves no metrics.json (or the older one, which no longer matches) and the pair is never
+    read as complete."""
     out_dir = Path(out_dir)
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_atomic(out_dir / "predictions.csv", lambda tmp: table.to_csv(tmp, index=False))
+    predictions = out_dir / "predictions.csv"
+    write_atomic(predictions, lambda tmp: table.to_csv(tmp, index=False))
+    record = {**metrics, "predictions_sha256": _sha256(predictions)}
+    write_text_atomic(out_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
 
 
 def read_evaluation(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The predictions table and metrics written by `write_evaluation`."""
+    """The predictions table and metrics written by `write_evaluation`, checked to belong
+    together; IncompleteEvaluationError if they do not (or one is missing)."""
     out_dir = Path(out_dir)
-    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
-    return pd.read_csv(out_dir / "predictions.csv", keep_default_na=False), metrics
+    metrics_file, predictions = out_dir / "metrics.json", out_dir / "predictions.csv"
+    if not (metrics_file.is_file() and predictions.is_file()):
+        raise IncompleteEvaluationError(
+            f"{out_dir} holds no finished evaluation (metrics.json and predictions.csv)"
+        )
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        table = pd.read_csv(predictions, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IncompleteEvaluationError(f"{out_dir}: unreadable evaluation files ({exc})") from None
+    recorded = metrics.get("predictions_sha256") if isinstance(metrics, dict) else None
+    mismatched = (
+        not isinstance(metrics, dict)
+        or (recorded is not None and recorded != _sha256(predictions))
+        or ("n" in metrics and metrics["n"] != len(table))
+        or not set(PREDICTIONS_COLUMNS) <= set(table.columns)
+    )
+    if mismatched:
+        raise IncompleteEvaluationError(
+            f"{out_dir}: predictions.csv does not match metrics.json (an interrupted or mixed "
+            "evaluation); evaluate again"
+        )
+    return table, metrics
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_evaluation(

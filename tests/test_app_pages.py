@@ -121,6 +121,20 @@ def test_evaluation_on_the_dataset_is_cached(environment) -> None:
     assert "20 images" in _caption_with(again, "Checkpoint")
 
 
+def test_an_evaluation_cut_short_is_offered_again_not_shown(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(ON_DATASET).run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
+    _evaluate_if_asked(at)
+    cached = next(Path(environment["checkpoint"], "eval_cache").glob("*_all/predictions.csv"))
+    cached.write_text(cached.read_text().splitlines()[0] + "\n")  # as if killed mid-write
+    again = _run(_evaluation_script)
+    assert not again.exception, again.exception
+    assert [b for b in again.button if b.label.startswith("Evaluate 20 images")]
+    _evaluate_if_asked(again)
+    assert "20 images" in _caption_with(again, "Checkpoint")
+
+
 def _evaluation_then_errors_script() -> None:
     import streamlit as st
 

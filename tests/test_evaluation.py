@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forensics.atomic import write_atomic
 from forensics.evaluation import (
+    IncompleteEvaluationError,
     build_predictions_table,
     compute_confusion,
     compute_metrics,
@@ -291,6 +293,7 @@ def test_evaluation_files_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv"]
 
     read_table, read_metrics = read_evaluation(out)
+    assert read_metrics.pop("predictions_sha256")  # what ties the two files together
     assert read_metrics == metrics
     assert read_metrics["single_class_auc"] is None
     assert list(read_table.columns) == list(table.columns)
@@ -306,5 +309,50 @@ def test_write_evaluation_overwrites(tmp_path: Path) -> None:
     table = build_predictions_table(["a"], [1], [0.9])
     write_evaluation(tmp_path, table, {"accuracy": 0.1})
     write_evaluation(tmp_path, table, {"accuracy": 0.9})
-    assert read_evaluation(tmp_path)[1] == {"accuracy": 0.9}
+    assert read_evaluation(tmp_path)[1]["accuracy"] == 0.9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "predictions.csv"]
+
+
+def _written(folder: Path) -> Path:
+    table = build_predictions_table(["real/a.png", "fake/b.png"], [0, 1], [0.2, 0.9])
+    write_evaluation(folder, table, compute_metrics([0, 1], [0.2, 0.9]))
+    return folder
+
+
+def test_a_metrics_file_is_written_after_its_predictions(tmp_path: Path, monkeypatch) -> None:
+    import forensics.evaluation as evaluation
+
+    written = []
+    real = evaluation.write_text_atomic
+    monkeypatch.setattr(evaluation, "write_atomic", lambda path, *a: written.append(path.name)
+                        or write_atomic(path, *a))  # fmt: skip
+    monkeypatch.setattr(evaluation, "write_text_atomic", lambda path, *a: written.append(path.name)
+                        or real(path, *a))  # fmt: skip
+    _written(tmp_path)
+    assert written == ["predictions.csv", "metrics.json"]  # a crash in between: no metrics.json
+
+
+@pytest.mark.parametrize("damage", ["no_metrics", "no_predictions", "truncated", "other_run",
+                                    "bad_json", "wrong_columns"])  # fmt: skip
+def test_an_unfinished_or_mixed_evaluation_is_never_read_as_complete(
+    tmp_path: Path, damage: str
+) -> None:
+    folder = _written(tmp_path / "eval")
+    predictions, metrics = folder / "predictions.csv", folder / "metrics.json"
+    if damage == "no_metrics":
+        metrics.unlink()
+    elif damage == "no_predictions":
+        predictions.unlink()
+    elif damage == "truncated":
+        predictions.write_text(predictions.read_text().splitlines()[0] + "\n")
+    elif damage == "other_run":  # the same shape, other scores: a second run's half-write
+        predictions.write_text(predictions.read_text().replace("0.9", "0.8"))
+    elif damage == "bad_json":
+        metrics.write_text('{"n": 2, ')
+    else:
+        predictions.write_text("a,b\n1,2\n3,4\n")
+        data = json.loads(metrics.read_text())
+        data.pop("predictions_sha256")
+        metrics.write_text(json.dumps(data))
+    with pytest.raises(IncompleteEvaluationError, match="evaluat"):
+        read_evaluation(folder)

@@ -12,7 +12,12 @@ import streamlit as st
 
 from forensics.data import SPLITS, dataset_fingerprint, default_cache_dir
 from forensics.detector import Detector
-from forensics.evaluation import read_evaluation, run_evaluation, write_evaluation
+from forensics.evaluation import (
+    IncompleteEvaluationError,
+    read_evaluation,
+    run_evaluation,
+    write_evaluation,
+)
 from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
 
 STORED = "Stored evaluation (shipped with the checkpoint)"
@@ -34,13 +39,21 @@ class Results:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _read_cached(folder: str, modified: float) -> tuple[pd.DataFrame, dict]:
-    # `modified` is part of the cache key, so a rewritten evaluation is read again.
+def _read_cached(folder: str, stamps: tuple) -> tuple[pd.DataFrame, dict]:
+    # Both files' times and sizes are in the key: a rewritten or damaged file is read again.
     return read_evaluation(folder)
 
 
 def read_results_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
-    return _read_cached(str(folder), (folder / "predictions.csv").stat().st_mtime)
+    """IncompleteEvaluationError where the folder holds no finished, consistent evaluation."""
+    try:
+        stamps = tuple(
+            (stat.st_mtime_ns, stat.st_size)
+            for stat in ((folder / name).stat() for name in ("metrics.json", "predictions.csv"))
+        )
+    except OSError:
+        raise IncompleteEvaluationError(f"{folder} holds no finished evaluation") from None
+    return _read_cached(str(folder), stamps)
 
 
 def evaluation_cache_root(detector: Detector) -> Path:
@@ -100,7 +113,11 @@ def choose_results(detector: Detector, *, key: str) -> Results | None:
         if not has_stored:
             st.info("This checkpoint ships no stored evaluation. " + NO_DATASET_HINT)
             return None
-        table, metrics = read_results_folder(stored)
+        try:
+            table, metrics = read_results_folder(stored)
+        except IncompleteEvaluationError as exc:
+            st.error(f"The stored evaluation cannot be shown: {exc}")
+            return None
         split = metrics.get("split", "test")
         # Paths are relative to the dataset root, which the sidebar supplies for thumbnails.
         return Results(table, metrics, root, f"stored evaluation, {split} split")
@@ -150,7 +167,12 @@ def evaluate_rows(
     (with a progress bar) and cached, keyed by the weights' id and the rows' fingerprint."""
     cache_key = f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{split}"
     folder = evaluation_cache_folder(detector, cache_key)
-    if not (folder / "predictions.csv").is_file():
+    try:
+        table, metrics = read_results_folder(folder)
+    except IncompleteEvaluationError:
+        # Never run, or cut short (a crash, a closed tab): evaluated again on request.
+        table = metrics = None
+    if table is None:
         label = f"Evaluate {len(rows):,} images with {detector.checkpoint_dir.name}"
         if not st.button(label, key=f"{key}_run", type="primary"):
             st.caption("Results are cached on disk, so this runs once per checkpoint and data.")
@@ -169,6 +191,5 @@ def evaluate_rows(
         metrics.update(split=split, data_root=str(root))
         write_evaluation(folder, table, metrics)
         st.rerun()  # draw the page again from the cache, without the now-spent button
-    table, metrics = read_results_folder(folder)
     description = f"{root}, {split} split ({len(table):,} images)"
     return Results(table, metrics, root, description, rows=rows)
