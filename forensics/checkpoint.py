@@ -30,6 +30,8 @@ CLASS_NAMES = ("real", "fake")
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS / "default"
 MAX_METADATA_BYTES = 5 * 1024 * 1024
+# Nested records of how a checkpoint was made (paths included); never used to find files.
+RECORD_FIELDS = ("training", "dataset", "metrics", "versions")
 
 
 class CheckpointError(Exception):
@@ -117,6 +119,15 @@ def validate_metadata(meta: Any) -> None:
     threshold = meta.get("threshold", 0.5)
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise CheckpointError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    # A checkpoint never names a file to read: its files are model.safetensors and model.json
+    # beside each other. The nested training and dataset records hold where it was trained,
+    # for people to read; a path in one of the fields the loader acts on is a forgery.
+    for key, value in meta.items():
+        if key not in RECORD_FIELDS and isinstance(value, str) and _looks_like_path(value):
+            raise CheckpointError(
+                f"model.json field {key!r} holds a path ({value!r}); a checkpoint never names "
+                "files, it is read only from its own folder"
+            )
     if not isinstance(meta.get("data", {}), dict):
         raise CheckpointError(
             "invalid preprocessing settings in checkpoint: 'data' must be a JSON object"
@@ -125,6 +136,10 @@ def validate_metadata(meta: Any) -> None:
         data_config_from_metadata(meta)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"invalid preprocessing settings in checkpoint: {exc}") from None
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or ".." in value or value.startswith("~")
 
 
 def data_config_from_metadata(meta: Mapping[str, Any]) -> DataConfig:

@@ -251,6 +251,9 @@ def test_implausibly_large_metadata(cnn_checkpoint: Path) -> None:
         ({"data": {"input_size": 32, "resize": 32, "interpolation": "magic"}}, ["interpolation"]),
         ({"data": {"input_size": "big"}}, ["preprocessing"]),
         ({"data": None}, ["preprocessing"]),
+        ({"weights_file": "../../../etc/passwd"}, ["weights_file", "path"]),
+        ({"model_card": "/etc/shadow"}, ["model_card", "path"]),
+        ({"architecture": "../resnet18"}, ["architecture"]),
     ],
 )
 def test_bad_metadata_values(cnn_checkpoint: Path, changes: dict, words: list[str]) -> None:
