@@ -1,8 +1,10 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename into place, so a
-crash (even kill -9) leaves either the old file or the new one, never half of one."""
+crash (even kill -9) leaves either the old file or the new one, never half of one. Also the
+file digest that readers use to check that what they read is what was written."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable
@@ -31,3 +33,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

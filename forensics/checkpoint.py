@@ -7,7 +7,6 @@ checkpoint from someone else is data, not code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from forensics.atomic import write_atomic, write_text_atomic
+from forensics.atomic import file_sha256, write_atomic, write_text_atomic
 from forensics.models import ARCHITECTURES, HEADS, STEMS, build_model
 from forensics.transforms import DataConfig
 
@@ -196,14 +195,6 @@ def load_checkpoint(directory: str | Path | None = None) -> tuple[nn.Module, dic
         ) from None
     model.eval()
     return model, meta
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _package_version() -> str:

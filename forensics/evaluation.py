@@ -6,7 +6,6 @@ Shapes: `labels` (N,) ints in {0, 1}; `prob_fake` (N,) floats in [0, 1].
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from forensics.atomic import write_atomic, write_text_atomic
+from forensics.atomic import file_sha256, write_atomic, write_text_atomic
 from forensics.data import LABEL_NAMES
 
 
@@ -178,7 +177,7 @@ def write_evaluation(out_dir: str | Path, table: pd.DataFrame, metrics: dict) ->
     out_dir = Path(out_dir)
     predictions = out_dir / "predictions.csv"
     write_atomic(predictions, lambda tmp: table.to_csv(tmp, index=False))
-    record = {**metrics, "predictions_sha256": _sha256(predictions)}
+    record = {**metrics, "predictions_sha256": file_sha256(predictions)}
     write_text_atomic(out_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
 
 
@@ -196,10 +195,13 @@ def read_evaluation(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         table = pd.read_csv(predictions, keep_default_na=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IncompleteEvaluationError(f"{out_dir}: unreadable evaluation files ({exc})") from None
-    recorded = metrics.get("predictions_sha256") if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict):
+        raise IncompleteEvaluationError(
+            f"{out_dir}: metrics.json is not a JSON object; evaluate again"
+        )
+    recorded = metrics.get("predictions_sha256")
     mismatched = (
-        not isinstance(metrics, dict)
-        or (recorded is not None and recorded != _sha256(predictions))
+        (recorded is not None and recorded != file_sha256(predictions))
         or ("n" in metrics and metrics["n"] != len(table))
         or not set(PREDICTIONS_COLUMNS) <= set(table.columns)
     )
@@ -209,10 +211,6 @@ def read_evaluation(out_dir: str | Path) -> tuple[pd.DataFrame, dict]:
             "evaluation); evaluate again"
         )
     return table, metrics
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_evaluation(

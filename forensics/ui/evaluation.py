@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from forensics.checkpoint import CheckpointError, shipped_checkpoints
-from forensics.evaluation import compute_confusion, compute_metrics
+from forensics.evaluation import compute_metrics
 from forensics.plots import (
     plot_confusion_matrix,
     plot_pr_curve,
@@ -57,7 +57,7 @@ def evaluation_figures(
     back to the page, or back to a threshold already shown, costs no recomputation (on 8,908
     images the metrics and curves take most of a second on a small CPU)."""
     metrics = compute_metrics(labels, probs, threshold=threshold)
-    confusion = compute_confusion(labels, probs, threshold=threshold)
+    confusion = {key: metrics[key] for key in ("tp", "fp", "tn", "fn")}  # counted in the metrics
     figures = {
         "confusion": plot_confusion_matrix(confusion, normalize=normalize),
         "roc": plot_roc_curve(labels, probs, threshold=threshold, metrics=metrics),
@@ -137,7 +137,7 @@ def draw_comparison(detector, results, threshold: float) -> None:
         if other_dir is None:
             return
         try:
-            other = cached_detector(str(Path(other_dir.strip()).expanduser()))
+            other = cached_detector(str(Path(other_dir).expanduser()))
         except CheckpointError as exc:
             st.error(f"Cannot load the checkpoint: {exc}")
             return
