@@ -76,7 +76,7 @@ def return_by_navigation(page) -> float:
     """Seconds from clicking 'Model evaluation' in the app's navigation (coming back from the
     Model card page) until the metrics are shown."""
     page.get_by_role("link", name="Model card").click()
-    page.get_by_role("heading", name="Model card").first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Model card", exact=True).wait_for(timeout=60_000)
     started = time.perf_counter()
     page.get_by_role("link", name="Model evaluation").click()
     page.get_by_text(METRICS_SHOWN).wait_for(timeout=60_000)

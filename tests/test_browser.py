@@ -162,7 +162,7 @@ def test_every_page_opens_without_a_traceback(
 ) -> None:
     page = browser_page
     page.goto(f"{app_url}/{url_path}", timeout=60_000)
-    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # let charts render before the screenshot
     body = page.inner_text("body")
     assert "Traceback" not in body and "Error:" not in body
@@ -178,12 +178,12 @@ def test_dataset_page_on_a_real_folder(app_url: str, browser_page, tmp_path: Pat
         faces = write_dataset(tmp_path / "data", per_class=6)
     page = browser_page
     page.goto(f"{app_url}/dataset", timeout=60_000)
-    page.get_by_role("heading", name="Dataset analysis").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Dataset analysis", exact=True).wait_for(timeout=60_000)
     field = page.get_by_role("textbox", name="Dataset folder or .zip")
     field.fill(str(faces))
     field.press("Enter")
-    page.get_by_role("heading", name="Shortcuts").wait_for(timeout=180_000)
-    page.get_by_role("heading", name="Samples").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Shortcuts", exact=True).wait_for(timeout=180_000)
+    page.get_by_role("heading", name="Samples", exact=True).wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     assert "Traceback" not in page.inner_text("body")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -259,7 +259,9 @@ def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None
     page = browser_page
 
     page.goto(f"{url}/dataset", timeout=60_000)
-    page.get_by_role("heading", name="Samples").wait_for(timeout=600_000)  # scans the dataset
+    page.get_by_role("heading", name="Samples", exact=True).wait_for(
+        timeout=600_000
+    )  # scans the dataset
     _assert_clean(page)
     _screenshot(page, f"{name}_dataset.png")
 
@@ -277,7 +279,7 @@ def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None
 
     # The error browser opens on the evaluation just cached, with thumbnails and heatmaps.
     page.goto(f"{url}/errors", timeout=60_000)
-    page.get_by_role("heading", name="Detail").wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Detail", exact=True).wait_for(timeout=300_000)
     page.get_by_text("why real").first.wait_for(timeout=300_000)
     assert f"{split} split" in page.inner_text("body")
     _assert_clean(page)
@@ -292,7 +294,7 @@ def test_every_page_on_real_data(real_app, browser_page, tmp_path: Path) -> None
 
     for url_path, heading in [("training", "Training runs"), ("model-card", "Model card")]:
         page.goto(f"{url}/{url_path}", timeout=60_000)
-        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
         page.wait_for_timeout(1000)
         _assert_clean(page)
         _screenshot(page, f"{name}_{url_path.replace('-', '_')}.png")
@@ -308,7 +310,7 @@ def test_dataset_pages_explain_a_folder_without_images(
     page = browser_page
     for url_path, heading in [("dataset", "Dataset analysis"), ("evaluation", "Model evaluation")]:
         page.goto(f"{app_url}/{url_path}", timeout=60_000)
-        page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+        page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
         field = page.get_by_role("textbox", name="Dataset folder or .zip")
         field.fill(str(folder))
         field.press("Enter")
