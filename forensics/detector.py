@@ -3,6 +3,9 @@
 A Detector is shared by every app session and thread. All passes through the model take one
 lock: a CAM attaches hooks to the shared model, and a plain `predict` running meanwhile would
 feed those hooks and corrupt the heatmap.
+
+Verdicts run on an inference engine (`forensics.inference`: by default the fused, channels-last,
+TorchScript-frozen copy); heatmaps need gradients and hooks, so they run on the model itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from forensics.explain import (
     overlay_heatmap,
 )
 from forensics.images import ImageSource, load_image
+from forensics.inference import build_engine
 from forensics.models import get_cam_target_layer
 from forensics.transforms import build_eval_transform, describe_resampling, to_display
 
@@ -66,7 +70,12 @@ class Explanation:
 
 
 class Detector:
-    """A model plus the preprocessing and threshold its checkpoint records."""
+    """A model plus the preprocessing and threshold its checkpoint records.
+
+    `engine` ("fast", "eager" or "onnxruntime", see `forensics.inference`) gives the verdicts.
+    The fast and ONNX engines hold a frozen copy of the weights: build a new Detector after
+    changing the model's weights.
+    """
 
     def __init__(
         self,
@@ -75,6 +84,7 @@ class Detector:
         *,
         checkpoint_dir: Path | None = None,
         checkpoint_id: str = "",
+        engine: str = "fast",
     ) -> None:
         self.model = model.eval()
         self.metadata = metadata
@@ -84,6 +94,8 @@ class Detector:
         self.threshold = float(metadata.get("threshold", 0.5))
         self.transform = build_eval_transform(self.data_config)
         self.target_layer = get_cam_target_layer(model)
+        size = int(self.data_config.input_size)
+        self.engine = build_engine(engine, self.model, (1, 3, size, size))
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- verdicts
@@ -113,8 +125,8 @@ class Detector:
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """prob_fake (N,) for a preprocessed batch (N, 3, H, W)."""
-        with self._lock, torch.inference_mode():
-            logits = self.model(batch)
+        with self._lock:
+            logits = self.engine(batch)
         return torch.softmax(logits.float(), dim=1)[:, CLASS_INDEX["fake"]].numpy()
 
     def _verdict(self, prob_fake: float) -> Verdict:
@@ -165,13 +177,18 @@ class Detector:
         return describe_resampling(image.size, self.data_config)
 
 
-def load_detector(path: str | Path | None = None) -> Detector:
-    """Load a checkpoint directory (None: the shipped default) as a Detector.
+def load_detector(path: str | Path | None = None, *, engine: str = "fast") -> Detector:
+    """Load a checkpoint directory (None: the shipped default) as a Detector whose verdicts
+    run on `engine`.
 
     Raises CheckpointError for a missing, corrupt, tampered or incompatible checkpoint.
     """
     directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
     model, meta = load_checkpoint(directory)
     return Detector(
-        model, meta, checkpoint_dir=directory, checkpoint_id=meta["weights_sha256"][:12]
+        model,
+        meta,
+        checkpoint_dir=directory,
+        checkpoint_id=meta["weights_sha256"][:12],
+        engine=engine,
     )

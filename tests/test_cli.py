@@ -336,7 +336,16 @@ def test_two_process_evaluate_merges_the_single_process_predictions(
     assert result.stdout.count("14 images: accuracy") == 1  # rank 0 alone reports and writes
     a = pd.read_csv(single / "predictions.csv", keep_default_na=False)
     b = pd.read_csv(sharded / "predictions.csv", keep_default_na=False)
-    pd.testing.assert_frame_equal(a, b)  # same rows, same order, same values
-    assert json.loads((single / "metrics.json").read_text()) == json.loads(
-        (sharded / "metrics.json").read_text()
+    # Same rows, order and verdicts; P(fake) equal up to float rounding, since the fast engine's
+    # fused kernels may sum in another order for another batch composition.
+    pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6, rtol=0)
+    assert (a["predicted"] == b["predicted"]).all()
+    single_metrics, sharded_metrics = (
+        json.loads((folder / "metrics.json").read_text()) for folder in (single, sharded)
     )
+    for key, value in single_metrics.items():
+        if key == "predictions_sha256":
+            continue
+        assert sharded_metrics[key] == (
+            pytest.approx(value, abs=1e-6) if isinstance(value, float) else value
+        ), key
