@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from forensics.atomic import write_atomic
 from forensics.images import ImageLoadError, load_image
+from forensics.labels import CLASS_INDEX, LABEL_NAMES
 
-LABELS = {"real": 0, "fake": 1}
-LABEL_NAMES = ("real", "fake")
+LABELS = CLASS_INDEX  # label name -> index, as manifests store it
 LABEL_ALIASES = {
     **dict.fromkeys(("real", "genuine", "authentic", "training_real"), "real"),
     **dict.fromkeys(("fake", "ai", "synthetic", "generated", "training_fake"), "fake"),
@@ -375,6 +374,8 @@ def _grouped_split(
 
 def _take_share(keys: np.ndarray, labels: np.ndarray, share: float, seed: int):
     """(chosen keys, rest keys, rest labels): stratified by label where the counts allow it."""
+    from sklearn.model_selection import train_test_split  # 1 s to import: not at load time
+
     try:
         chosen, rest, _, rest_labels = train_test_split(
             keys, labels, train_size=share, random_state=seed, stratify=labels

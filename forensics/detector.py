@@ -26,9 +26,7 @@ from forensics.checkpoint import (
     data_config_from_metadata,
     load_checkpoint,
 )
-from forensics.data import LABEL_NAMES
 from forensics.explain import (
-    CLASS_INDEX,
     check_method,
     check_target,
     compute_cam,
@@ -36,8 +34,15 @@ from forensics.explain import (
 )
 from forensics.images import ImageSource, load_image
 from forensics.inference import build_engine
+from forensics.labels import CLASS_INDEX, LABEL_NAMES
 from forensics.models import get_cam_target_layer
-from forensics.transforms import build_eval_transform, describe_resampling, to_display
+from forensics.transforms import (
+    build_eval_geometry,
+    build_eval_transform,
+    describe_resampling,
+    normalize_batch,
+    to_display,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Detector:
         self.data_config = data_config_from_metadata(metadata)
         self.threshold = float(metadata.get("threshold", 0.5))
         self.transform = build_eval_transform(self.data_config)
+        self.geometry = build_eval_geometry(self.data_config)  # uint8, for batches of files
         self.target_layer = get_cam_target_layer(model)
         size = int(self.data_config.input_size)
         self.engine = build_engine(engine, self.model, (1, 3, size, size))
@@ -117,11 +123,15 @@ class Detector:
         verdicts: list[Verdict] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = torch.stack([self.transform(load_image(img)) for img in chunk])
-            verdicts += [self._verdict(p) for p in self.predict_tensor(batch)]
+            batch = torch.stack([self.geometry(load_image(img)) for img in chunk])
+            verdicts += [self._verdict(p) for p in self.predict_pixels(batch)]
             if progress is not None:
                 progress(len(verdicts), len(images))
         return verdicts
+
+    def predict_pixels(self, batch: torch.Tensor) -> np.ndarray:
+        """prob_fake (N,) for a uint8 batch (N, 3, H, W) from `self.geometry`."""
+        return self.predict_tensor(normalize_batch(batch, self.data_config))
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """prob_fake (N,) for a preprocessed batch (N, 3, H, W)."""

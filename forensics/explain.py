@@ -12,43 +12,34 @@ output, not the weights'); Grad-CAM fell from about 3.9x to 1.1x one forward pas
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
-import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import (
-    AblationCAM,
-    EigenCAM,
-    FullGrad,
-    GradCAM,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    ScoreCAM,
-    XGradCAM,
-)
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+# Method name -> its pytorch-grad-cam class, imported on first use (with OpenCV it costs about
+# 0.6 s, which a verdict alone need not pay).
 CAM_METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "eigencam": EigenCAM,
-    "scorecam": ScoreCAM,
-    "ablationcam": AblationCAM,
-    "fullgrad": FullGrad,
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+    "fullgrad": "FullGrad",
 }
 # One forward pass per feature channel (512 for ResNet18, 2048 for ResNet50): seconds, not ms.
 SLOW_METHODS = frozenset({"scorecam", "ablationcam"})
 # EigenCAM shows the main component of the activations, whatever the target.
 TARGET_INDEPENDENT_METHODS = frozenset({"eigencam"})
+# Methods that weigh activations by forward passes alone: no autograd graph is built for them.
+GRADIENT_FREE_METHODS = frozenset({"eigencam", "scorecam", "ablationcam"})
 TARGETS = ("predicted", "fake", "real")
-CLASS_INDEX = {"real": 0, "fake": 1}
 
 
 def check_method(method: str) -> str:
@@ -71,14 +62,18 @@ def compute_cam(
     method: str = "gradcam",
     class_index: int,
     batch_size: int = 32,
+    stop_backward: bool = True,
 ) -> np.ndarray:
     """Heatmaps for `class_index` (0 real, 1 fake): float32 (N, H, W) in [0, 1] at input size.
 
     `input_tensor` is (N, 3, H, W), normalised as the model expects. `batch_size` bounds the
     forward passes that scorecam and ablationcam batch together. Needs gradients: it turns them
-    on itself, even inside a caller's torch.inference_mode().
+    on itself, even inside a caller's torch.inference_mode(). `stop_backward=False` runs the
+    full backward pass instead (same heatmaps, slower: the benchmark measures the difference).
     """
-    cam_class = CAM_METHODS[check_method(method)]
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _cam_class(check_method(method))
     # FullGrad uses every bias layer and warns when given target layers.
     layers = [] if method == "fullgrad" else [target_layer]
     kwargs = {"batch_size": batch_size} if method == "ablationcam" else {}
@@ -90,7 +85,9 @@ def compute_cam(
         with (
             torch.inference_mode(False),
             torch.enable_grad(),
-            _gradients_stop_at(model, target_layer),
+            _gradients_stop_at(model, target_layer, anchored=method not in GRADIENT_FREE_METHODS)
+            if stop_backward
+            else nullcontext(),
             cam_class(model=model, target_layers=layers, **kwargs) as cam,
         ):
             if method == "scorecam":
@@ -107,12 +104,48 @@ def compute_cam(
     return np.clip(heatmaps, 0.0, 1.0)
 
 
+@functools.cache
+def _cam_class(method: str) -> type:
+    """pytorch-grad-cam's class for `method`; EigenCAM with a reduced SVD (below)."""
+    import pytorch_grad_cam
+
+    if method != "eigencam":
+        return getattr(pytorch_grad_cam, CAM_METHODS[method])
+
+    class ReducedSvdEigenCAM(pytorch_grad_cam.EigenCAM):
+        """The library's EigenCAM asks NumPy for the full SVD of the (H*W, C) activations: for
+        ResNet50 that builds a 2048x2048 matrix of right singular vectors to use one row, and
+        took 5x a forward pass. The reduced SVD has the same first component."""
+
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations,
+                          grads, eigen_smooth):  # fmt: skip
+            return first_component_projection(activations)
+
+    return ReducedSvdEigenCAM
+
+
+def first_component_projection(activations: np.ndarray) -> np.ndarray:
+    """float32 (N, H, W): each (C, H, W) activation's pixels, centred, projected on their first
+    principal direction (EigenCAM's map; as pytorch-grad-cam's get_2d_projection)."""
+    activations = np.nan_to_num(np.asarray(activations, dtype=np.float32), nan=0.0)
+    projections = []
+    for channels in activations:
+        pixels = channels.reshape(channels.shape[0], -1).T
+        pixels = pixels - pixels.mean(axis=0)
+        _, _, right = np.linalg.svd(pixels, full_matrices=False)
+        projections.append((pixels @ right[0]).reshape(channels.shape[1:]))
+    return np.float32(projections)
+
+
 @contextmanager
-def _gradients_stop_at(model: nn.Module, target_layer: nn.Module) -> Iterator[None]:
+def _gradients_stop_at(
+    model: nn.Module, target_layer: nn.Module, *, anchored: bool = True
+) -> Iterator[None]:
     """Only `target_layer`'s last parameter requires grad inside the block (so its output is
-    in the autograd graph and nothing below it is); every flag is restored afterwards."""
+    in the autograd graph and nothing below it is), or none when not `anchored`; every flag is
+    restored afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    anchor = list(target_layer.parameters())[-1:]
+    anchor = list(target_layer.parameters())[-1:] if anchored else []
     try:
         for parameter, _ in flags:
             parameter.requires_grad_(False)
@@ -135,6 +168,8 @@ def _slot_of(model: nn.Module, layer: nn.Module) -> tuple[nn.Module, str] | None
 
 def overlay_heatmap(view: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.5) -> np.ndarray:
     """uint8 (H, W, 3) view blended with a JET-coloured heatmap; opacity 0 = view only."""
+    import cv2
+
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be within [0, 1], got {opacity}")
     if view.shape[:2] != heatmap.shape:

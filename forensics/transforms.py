@@ -188,6 +188,19 @@ def build_eval_transform(config: DataConfig) -> Callable[[Image.Image], torch.Te
     return v2.Compose(_geometry(config) + _to_normalized_tensor(config))
 
 
+def build_eval_geometry(config: DataConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> uint8 tensor (3, input_size, input_size): the eval transform's
+    geometry alone. `normalize_batch` finishes a stack of them in one operation, which costs
+    less per image than normalising each (and collates a quarter of the bytes)."""
+    return v2.Compose([*_geometry(config), v2.ToImage()])
+
+
+def normalize_batch(batch: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """uint8 (N, 3, H, W) from `build_eval_geometry` -> the float batch `build_eval_transform`
+    would have given, image by image."""
+    return v2.Compose(_to_normalized_tensor(config)[1:])(batch)
+
+
 def build_train_transform(
     config: DataConfig, augment: AugmentConfig | None = None
 ) -> Callable[[Image.Image], torch.Tensor]:

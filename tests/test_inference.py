@@ -3,14 +3,11 @@ every architecture and batch size; and CAM backward passes stop at the target la
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from forensics import explain
 from forensics.explain import CAM_METHODS, compute_cam
 from forensics.inference import ENGINES, build_engine, fuse_conv_bn
 from forensics.models import build_model, get_cam_target_layer
@@ -103,13 +100,12 @@ def test_a_model_torchscript_cannot_trace_falls_back_to_eager_speed_ups() -> Non
 
 
 @pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in {"scorecam", "ablationcam"}])
-def test_cam_heatmaps_are_unchanged_by_stopping_the_backward_pass(method, monkeypatch) -> None:
+def test_cam_heatmaps_are_unchanged_by_stopping_the_backward_pass(method) -> None:
     model = _trained_looking(MODELS["resnet18"])
     layer = get_cam_target_layer(model)
     batch = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     stopped = compute_cam(model, layer, batch, method=method, class_index=1)
-    monkeypatch.setattr(explain, "_gradients_stop_at", lambda *_: nullcontext())
-    full = compute_cam(model, layer, batch, method=method, class_index=1)
+    full = compute_cam(model, layer, batch, method=method, class_index=1, stop_backward=False)
     np.testing.assert_allclose(stopped, full, atol=1e-5)
 
 
@@ -126,3 +122,15 @@ def test_gradcam_backward_never_reaches_the_first_convolution() -> None:
     assert reached == []  # neither the stem nor the stage's first block ran backward
     assert [p.requires_grad for p in model.parameters()] == flags  # every flag restored
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_eigencam_projection_matches_the_librarys_full_svd() -> None:
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from forensics.explain import first_component_projection
+
+    rng = np.random.default_rng(0)
+    for shape in [(2, 512, 4, 4), (1, 2048, 7, 7), (3, 64, 16, 16), (1, 128, 2, 40)]:
+        activations = np.maximum(rng.normal(size=shape), 0).astype(np.float32)
+        expected = get_2d_projection(activations)
+        np.testing.assert_allclose(first_component_projection(activations), expected, atol=1e-4)

@@ -331,3 +331,13 @@ def test_a_trimmed_image_shows_the_same_view() -> None:
     whole = v2.Compose(untrimmed)(image)
     assert TrimLongSide(resize=36, input_size=32)(image).size[1] < 200
     assert torch.allclose(trimmed, whole, atol=0.05)
+
+
+def test_batched_normalisation_equals_the_per_image_eval_transform(sample_image) -> None:
+    from forensics.transforms import build_eval_geometry, normalize_batch
+
+    images = [sample_image, make_image(2, size=80), make_image(3, size=40)]
+    per_image = torch.stack([build_eval_transform(CONFIG)(image) for image in images])
+    pixels = torch.stack([build_eval_geometry(CONFIG)(image) for image in images])
+    assert pixels.dtype == torch.uint8
+    torch.testing.assert_close(normalize_batch(pixels, CONFIG), per_image, atol=0, rtol=0)
