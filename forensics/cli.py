@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint directory (default: the shipped model)",
     )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_engine_option(predict)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
@@ -57,7 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    _add_engine_option(evaluate)
     return parser
+
+
+def _add_engine_option(command: argparse.ArgumentParser) -> None:
+    from forensics.inference import ENGINES
+
+    command.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="how verdicts are computed (default: $FORENSICS_ENGINE or fast; "
+        "python -m forensics.bench compares them)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,20 +88,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load(checkpoint: Path | None):
+def _load(checkpoint: Path | None, engine: str | None = None):
     from forensics.checkpoint import CheckpointError
     from forensics.detector import load_detector
 
     try:
-        return load_detector(checkpoint)
+        return load_detector(checkpoint, engine=engine)
     except CheckpointError as exc:
         raise UsageError(f"bad checkpoint: {exc}") from None
+    except (RuntimeError, ValueError) as exc:  # an unknown engine, or one not installed
+        raise UsageError(str(exc)) from None
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from forensics.images import ImageLoadError
 
-    detector = _load(args.checkpoint)
+    detector = _load(args.checkpoint, args.engine)
     failures = 0
     for path in args.images:
         try:
@@ -134,7 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    detector = _load(args.checkpoint)
+    detector = _load(args.checkpoint, args.engine)
     try:
         discovery = load_or_build_manifest(args.data)
         manifest = discovery.manifest

@@ -10,6 +10,7 @@ TorchScript-frozen copy); heatmaps need gradients and hooks, so they run on the 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -187,9 +188,9 @@ class Detector:
         return describe_resampling(image.size, self.data_config)
 
 
-def load_detector(path: str | Path | None = None, *, engine: str = "fast") -> Detector:
+def load_detector(path: str | Path | None = None, *, engine: str | None = None) -> Detector:
     """Load a checkpoint directory (None: the shipped default) as a Detector whose verdicts
-    run on `engine`.
+    run on `engine` (None: $FORENSICS_ENGINE, else "fast").
 
     Raises CheckpointError for a missing, corrupt, tampered or incompatible checkpoint.
     """
@@ -200,5 +201,5 @@ def load_detector(path: str | Path | None = None, *, engine: str = "fast") -> De
         meta,
         checkpoint_dir=directory,
         checkpoint_id=meta["weights_sha256"][:12],
-        engine=engine,
+        engine=engine or os.environ.get("FORENSICS_ENGINE") or "fast",
     )

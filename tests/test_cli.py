@@ -83,6 +83,26 @@ def test_predict_json(images, tiny_checkpoint, capsys) -> None:
     assert record["label"] == ("fake" if record["prob_fake"] >= record["threshold"] else "real")
 
 
+@pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
+def test_every_engine_gives_the_default_verdict(images, tiny_checkpoint, engine, capsys) -> None:
+    argv = ["predict", str(images["png"]), "--checkpoint", str(tiny_checkpoint), "--json"]
+    assert main([*argv, "--engine", engine]) == 0
+    record = json.loads(_one_line(capsys.readouterr().out))
+    default = load_detector(tiny_checkpoint).predict(images["png"])
+    assert record["prob_fake"] == pytest.approx(default.prob_fake, abs=1e-5)
+    assert record["label"] == default.label
+
+
+def test_unknown_engine_from_the_environment_exits_2(
+    images, tiny_checkpoint, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("FORENSICS_ENGINE", "tensorrt")
+    code = main(["predict", str(images["png"]), "--checkpoint", str(tiny_checkpoint)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert _one_line(err).startswith("error: unknown inference engine 'tensorrt'")
+
+
 def test_predict_unreadable_image_is_one_line_and_exit_1(images, tiny_checkpoint, capsys) -> None:
     code = main(["predict", str(images["text"]), "--checkpoint", str(tiny_checkpoint)])
     out, err = capsys.readouterr()
