@@ -158,30 +158,53 @@ class Detector:
     ) -> Explanation:
         """Verdict plus a CAM heatmap for `target` ("predicted", "fake" or "real") over the view
         the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes."""
+        return self.explain_batch([image], method, target, opacity=opacity, batch_size=batch_size)[
+            0
+        ]
+
+    def explain_batch(
+        self,
+        images: Sequence[ImageSource],
+        method: str = "gradcam",
+        target: str = "predicted",
+        *,
+        opacity: float = 0.5,
+        batch_size: int = 32,
+    ) -> list[Explanation]:
+        """`explain` for several images with one forward and one backward pass for all of them
+        (each image's own class when `target` is "predicted"): what a gallery of heatmaps needs.
+        Raises ImageLoadError on the first unreadable image."""
         check_method(method)
         check_target(target)
-        rgb = load_image(image)
-        tensor = self.transform(rgb).unsqueeze(0)
-        verdict = self._verdict(self.predict_tensor(tensor)[0])
-        explained = verdict.label if target == "predicted" else target
+        if not images:
+            return []
+        rgbs = [load_image(image) for image in images]
+        tensor = torch.stack([self.transform(rgb) for rgb in rgbs])
+        verdicts = [self._verdict(p) for p in self.predict_tensor(tensor)]
+        explained = [v.label if target == "predicted" else target for v in verdicts]
         with self._lock:
-            heatmap = compute_cam(
+            heatmaps = compute_cam(
                 self.model,
                 self.target_layer,
                 tensor,
                 method=method,
-                class_index=CLASS_INDEX[explained],
+                class_index=[CLASS_INDEX[name] for name in explained],
                 batch_size=batch_size,
-            )[0]
-        view = to_display(rgb, self.data_config)
-        return Explanation(
-            verdict=verdict,
-            method=method,
-            target=explained,
-            heatmap=heatmap,
-            view=view,
-            overlay=overlay_heatmap(view, heatmap, opacity=opacity),
-        )
+            )
+        explanations = []
+        for rgb, verdict, name, heatmap in zip(rgbs, verdicts, explained, heatmaps, strict=True):
+            view = to_display(rgb, self.data_config)
+            explanations.append(
+                Explanation(
+                    verdict=verdict,
+                    method=method,
+                    target=name,
+                    heatmap=heatmap,
+                    view=view,
+                    overlay=overlay_heatmap(view, heatmap, opacity=opacity),
+                )
+            )
+        return explanations
 
     def domain_warning(self, image: Image.Image) -> str | None:
         """One sentence when `image` is far from the training resolution, else None."""

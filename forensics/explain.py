@@ -13,7 +13,7 @@ output, not the weights'); Grad-CAM fell from about 3.9x to 1.1x one forward pas
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -60,11 +60,12 @@ def compute_cam(
     input_tensor: torch.Tensor,
     *,
     method: str = "gradcam",
-    class_index: int,
+    class_index: int | Sequence[int],
     batch_size: int = 32,
     stop_backward: bool = True,
 ) -> np.ndarray:
-    """Heatmaps for `class_index` (0 real, 1 fake): float32 (N, H, W) in [0, 1] at input size.
+    """Heatmaps for `class_index` (0 real, 1 fake; one for all images or one per image):
+    float32 (N, H, W) in [0, 1] at input size.
 
     `input_tensor` is (N, 3, H, W), normalised as the model expects. `batch_size` bounds the
     forward passes that scorecam and ablationcam batch together. Needs gradients: it turns them
@@ -77,7 +78,11 @@ def compute_cam(
     # FullGrad uses every bias layer and warns when given target layers.
     layers = [] if method == "fullgrad" else [target_layer]
     kwargs = {"batch_size": batch_size} if method == "ablationcam" else {}
-    targets = [ClassifierOutputTarget(int(class_index))] * input_tensor.shape[0]
+    count = input_tensor.shape[0]
+    indices = [class_index] * count if np.ndim(class_index) == 0 else list(class_index)
+    if len(indices) != count:
+        raise ValueError(f"{len(indices)} class indices for {count} images")
+    targets = [ClassifierOutputTarget(int(index)) for index in indices]
     slot = _slot_of(model, target_layer)
     # A caller's inference_mode would make every tensor gradient-free (and enable_grad cannot
     # undo it): leave it here, and clone the input out of it, so CAM always has its gradients.

@@ -565,3 +565,21 @@ def test_interrupted_ablationcam_leaves_the_model_intact(tmp_path, monkeypatch) 
     monkeypatch.setattr(ablation_module.AblationCAM, "assemble_ablation_scores", original)
     assert get_cam_target_layer(model) is layer
     assert not any(type(m).__name__ == "AblationLayer" for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["gradcam", "eigencam"])
+def test_explain_batch_equals_explaining_each_image(detector: Detector, method: str) -> None:
+    images = _images(6)
+    probs = [detector.predict(image).prob_fake for image in images]
+    detector.threshold = float(np.median(probs))  # so "predicted" means both classes here
+    batch = detector.explain_batch(images, method, "predicted")
+    assert {e.target for e in batch} == {"fake", "real"}
+    for image, explained in zip(images, batch, strict=True):
+        single = detector.explain(image, method, "predicted")
+        assert explained.target == single.target == explained.verdict.label
+        assert explained.verdict.prob_fake == pytest.approx(single.verdict.prob_fake, abs=1e-6)
+        np.testing.assert_allclose(explained.heatmap, single.heatmap, atol=1e-4)
+        np.testing.assert_array_equal(explained.view, single.view)
+    assert detector.explain_batch([], method) == []
+    with pytest.raises(ImageLoadError):
+        detector.explain_batch([images[0], b"not an image"], method)

@@ -159,6 +159,23 @@ def explain_cached(detector: Detector, data: bytes, method: str, target: str) ->
     return _explanation(str(detector.checkpoint_dir), detector.checkpoint_id, data, method, target)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _explanations(
+    checkpoint_dir: str, checkpoint_id: str, images: tuple[bytes, ...], method: str, target: str
+) -> list[Explanation]:
+    return cached_detector(checkpoint_dir).explain_batch(list(images), method, target)
+
+
+def explain_many_cached(
+    detector: Detector, images: list[bytes], method: str, target: str
+) -> list[Explanation]:
+    """One batched CAM for a page of thumbnails (cached like `explain_cached`); raises
+    ImageLoadError if any of them cannot be read."""
+    return _explanations(
+        str(detector.checkpoint_dir), detector.checkpoint_id, tuple(images), method, target
+    )
+
+
 def enlarge(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
     """Small model views scaled up with visible pixels (nearest), never smoothed."""
     image = Image.fromarray(pixels)

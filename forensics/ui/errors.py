@@ -20,6 +20,7 @@ from forensics.ui.common import (
     NO_DATASET_HINT,
     enlarge,
     explain_cached,
+    explain_many_cached,
     method_label,
     selected_detector,
     selected_threshold,
@@ -135,14 +136,24 @@ def _read(store: ImageStore, path: str) -> bytes | None:
 
 
 def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> None:
+    rows = list(shown.itertuples(index=False))
+    images = [_read(store, row.path) for row in rows]
+    readable = [data for data in images if data is not None]
+    try:  # the whole page in one batched CAM
+        batch = iter(explain_many_cached(detector, readable, "gradcam", "predicted"))
+    except ImageLoadError:  # some file is unreadable: explain one by one to say which
+        batch = None
     columns = st.columns(COLUMNS)
-    for i, row in enumerate(shown.itertuples(index=False)):
+    for i, (row, data) in enumerate(zip(rows, images, strict=True)):
         column = columns[i % COLUMNS]
-        data = _read(store, row.path)
         if data is None:
             continue
         try:
-            explanation = explain_cached(detector, data, "gradcam", "predicted")
+            explanation = (
+                next(batch)
+                if batch is not None
+                else explain_cached(detector, data, "gradcam", "predicted")
+            )
         except ImageLoadError as exc:
             column.warning(f"{row.path}: {exc}")
             continue
