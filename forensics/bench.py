@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from forensics.atomic import write_text_atomic
 from forensics.measure import (
     PeakMemory,
     cpu_name,
@@ -357,10 +358,13 @@ def bench_training(checkpoint: Path, *, images: int, batch_size: int) -> dict[st
 # ---------------------------------------------------------------------------- agreement
 
 
-def bench_agreement(data_root: Path, *, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def bench_agreement(
+    data_root: Path, *, log: Callable[[str], None], limit: int | None = None
+) -> list[dict[str, Any]]:
     """Verdicts of the fast engine against the eager baseline on the shipped models' data: the
     default model on CIFAKE's test split and on every face, the faces model on its own test
-    split of the faces (every face would take it minutes at 256 px on two cores)."""
+    split of the faces (every face would take it minutes at 256 px on two cores). `limit`
+    caps the images per case (None: all)."""
     from forensics.checkpoint import DEFAULT_CHECKPOINT
     from forensics.data import load_or_build_manifest, load_splits
     from forensics.detector import load_detector
@@ -368,7 +372,7 @@ def bench_agreement(data_root: Path, *, log: Callable[[str], None]) -> list[dict
 
     checkpoints = DEFAULT_CHECKPOINT.parent
     cases = [
-        ("default", data_root / "cifake", "test", None),
+        ("default", data_root / "cifake", "test", checkpoints / "default" / "splits.csv.gz"),
         ("default", data_root / "faces", None, None),
         ("faces", data_root / "faces", "test", checkpoints / "faces" / "splits.csv.gz"),
     ]
@@ -382,6 +386,10 @@ def bench_agreement(data_root: Path, *, log: Callable[[str], None]) -> list[dict
             manifest = load_splits(manifest, splits_file)
         if split is not None:
             manifest = manifest[manifest["split"] == split].reset_index(drop=True)
+        manifest = manifest.head(limit) if limit is not None else manifest
+        if manifest.empty:
+            log(f"  skipped {name} on {folder}: no {split} images")
+            continue
         probs = {}
         for engine in ("eager", "fast"):
             detector = load_detector(checkpoints / name, engine=engine)
@@ -573,50 +581,16 @@ def _commit() -> str:
 def run_benchmark(
     *, out: Path, checkpoint: Path | None, data_root: Path | None, quick: bool, log=print
 ) -> dict[str, Any]:
+    """Run every section, saving OUT/bench.json after each (a crash keeps what was measured),
+    then the targets and OUT/bench.md."""
     from forensics.checkpoint import DEFAULT_CHECKPOINT
     from forensics.explain import CAM_METHODS, SLOW_METHODS
 
     started = time.perf_counter()
     checkpoint = checkpoint or DEFAULT_CHECKPOINT
+    out.mkdir(parents=True, exist_ok=True)
     log("machine: FP32 matrix-product peak")
     peak = matmul_peak_gflops(1024 if quick else 2048, seconds=0.5 if quick else 2.0)
-    models = _models(checkpoint, quick)
-    batch_sizes = (1, 4) if quick else BATCH_SIZES
-    log("inference: eager vs fast vs ONNX Runtime")
-    inference = bench_inference(
-        models, batch_sizes=batch_sizes, peak_gflops=peak, rounds=1 if quick else 3, log=log
-    )
-    log("CAM latency")
-    default_model, default_size = models[0][1], models[0][2]
-    cam_cases = [("default model", default_model, default_size, b) for b in batch_sizes[:2]]
-    if quick:
-        cam_cases = cam_cases[:1]
-    if not quick:
-        cam_cases.append(("resnet50 224 px", models[-1][1], 224, 1))
-
-    def methods_for(name: str) -> list[str]:
-        if quick:
-            return ["gradcam", "eigencam"]
-        # ScoreCAM/AblationCAM run one forward pass per channel: 2048 on ResNet50, minutes.
-        return [m for m in CAM_METHODS if name == "default model" or m not in SLOW_METHODS]
-
-    cam = bench_cam(cam_cases, methods_for=methods_for, repeats=1 if quick else 5, log=log)
-    log("Detector: upload to verdict and heatmap, cold start")
-    detector = bench_detector(checkpoint, repeats=2 if quick else 10)
-    log("evaluation over a folder")
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = _synthetic_folder(Path(scratch), 64 if quick else 4096, default_size)
-        evaluation = bench_evaluation(
-            checkpoint, folder, batch_size=32 if quick else 128, workers=(0,) if quick else (0, 1)
-        )
-    log("training")
-    training = bench_training(
-        checkpoint, images=64 if quick else 1024, batch_size=32 if quick else 128
-    )
-    agreement = []
-    if data_root is not None:
-        log("fast engine vs eager on the shared data")
-        agreement = bench_agreement(data_root, log=log)
     results: dict[str, Any] = {
         "machine": {
             "cpu": cpu_name(),
@@ -626,19 +600,50 @@ def run_benchmark(
             "commit": _commit(),
             "quick": quick,
         },
-        "inference": inference,
-        "cam": cam,
-        "detector": detector,
-        "evaluation": evaluation,
-        "training": training,
-        "agreement": agreement,
+        "agreement": [],
     }
+
+    def save(section: str, value: Any) -> None:
+        results[section] = value
+        write_text_atomic(out / "bench.json", json.dumps(results, indent=2) + "\n")
+
+    models = _models(checkpoint, quick)
+    batch_sizes = (1, 4) if quick else BATCH_SIZES
+    log("inference: eager vs fast vs ONNX Runtime")
+    save("inference", bench_inference(
+        models, batch_sizes=batch_sizes, peak_gflops=peak, rounds=1 if quick else 3, log=log
+    ))  # fmt: skip
+    log("CAM latency")
+    default_model, default_size = models[0][1], models[0][2]
+    cam_cases = [("default model", default_model, default_size, b) for b in batch_sizes[:2]]
+    cam_cases = cam_cases[:1] if quick else [*cam_cases, ("resnet50 224 px", models[-1][1], 224, 1)]
+
+    def methods_for(name: str) -> list[str]:
+        if quick:
+            return ["gradcam", "eigencam"]
+        # ScoreCAM/AblationCAM run one forward pass per channel: 2048 on ResNet50, minutes.
+        return [m for m in CAM_METHODS if name == "default model" or m not in SLOW_METHODS]
+
+    save("cam", bench_cam(cam_cases, methods_for=methods_for, repeats=1 if quick else 5, log=log))
+    log("Detector: upload to verdict and heatmap, cold start")
+    save("detector", bench_detector(checkpoint, repeats=2 if quick else 10))
+    log("evaluation over a folder")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = _synthetic_folder(Path(scratch), 64 if quick else 4096, default_size)
+        save("evaluation", bench_evaluation(
+            checkpoint, folder, batch_size=32 if quick else 128, workers=(0,) if quick else (0, 1)
+        ))  # fmt: skip
+    log("training")
+    save("training", bench_training(
+        checkpoint, images=64 if quick else 1024, batch_size=32 if quick else 128
+    ))  # fmt: skip
+    if data_root is not None:
+        log("fast engine vs eager on the shared data")
+        save("agreement", bench_agreement(data_root, log=log))
     results["targets"] = summarize_targets(results)
     results["machine"]["seconds"] = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    report = render_report(results)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / "bench.md").write_text(report, encoding="utf-8")
+    save("targets", results["targets"])
+    write_text_atomic(out / "bench.md", render_report(results))
     return results
 
 

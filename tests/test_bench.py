@@ -74,3 +74,24 @@ def test_targets_are_judged_in_the_right_direction() -> None:
         ("cold_start_s", True),
         ("evaluation_over_model", True),  # the best worker count is the one reported
     ]
+
+
+@pytest.mark.integration
+def test_fast_engine_verdicts_equal_the_baseline_on_the_shared_faces(tmp_path: Path) -> None:
+    """On the faces (CIFAKE's 89,080 files would need a 2-minute scan in every fresh cache:
+    `python -m forensics.bench --data ../shared/data` checks its whole test split)."""
+    import os
+
+    from forensics.bench import bench_agreement
+
+    root = os.environ.get("FORENSICS_DATA_ROOT")
+    if not root or not (Path(root) / "faces").is_dir():
+        pytest.skip("FORENSICS_DATA_ROOT has no faces/ (.ci/run sets it)")
+    (tmp_path / "faces").symlink_to(Path(root, "faces").resolve())
+    rows = bench_agreement(tmp_path, log=lambda _: None, limit=600)
+    assert [(r["checkpoint"], r["data"], r["images"]) for r in rows] == [
+        ("default", "faces all", 600), ("faces", "faces test", 180)
+    ]  # fmt: skip
+    for row in rows:
+        assert row["verdicts_differ"] == 0, row
+        assert row["max_prob_diff"] < 1e-4, row
