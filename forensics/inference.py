@@ -1,8 +1,8 @@
 """Inference engines: how a preprocessed batch becomes logits, chosen by measurement.
 
-`python -m forensics.bench` compares them on this machine. On the project's 2-core AVX-512 CPU
-the fast engine ran ResNet18/50 at about 1.7-2.5x the naive eager path and at or above ONNX
-Runtime on the same model; the README's Performance section has the table and the command.
+`python -m forensics.bench` compares them on this machine; the README's Performance section has
+its figures from the project's 2-core CPU (the fast engine: 1.06-2.5x the eager path, 0.83-0.97x
+ONNX Runtime on the same model, the same verdicts).
 
 - `eager`: the model as trained, NCHW, under `torch.no_grad()`: the naive baseline.
 - `fast`: a copy with every convolution fused with its batch-norm (torch.fx), in channels-last
