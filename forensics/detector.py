@@ -158,9 +158,10 @@ class Detector:
     ) -> Explanation:
         """Verdict plus a CAM heatmap for `target` ("predicted", "fake" or "real") over the view
         the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes."""
-        return self.explain_batch([image], method, target, opacity=opacity, batch_size=batch_size)[
-            0
-        ]
+        (explanation,) = self.explain_batch(
+            [image], method, target, opacity=opacity, batch_size=batch_size
+        )
+        return explanation
 
     def explain_batch(
         self,
