@@ -74,3 +74,16 @@ def test_every_shipped_card_template_is_filled(
 def test_publish_refuses_an_unfinished_run(tmp_path: Path, capsys) -> None:
     assert publish_main([str(tmp_path / "nothing"), "--to", str(tmp_path / "out")]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_lr_schedule_lists_plateaus_and_sums_up_a_cosine() -> None:
+    import pandas as pd
+
+    from training.publish import _lr_schedule
+
+    plateau = pd.DataFrame({"epoch": [1, 2, 3, 4], "lr": [1e-3, 1e-3, 3e-4, 3e-4]})
+    assert _lr_schedule(plateau) == "epochs 1-2 at 0.001, epochs 3-4 at 0.0003"
+    lrs = [1e-4, 1e-3] + [1e-3 * (18 - k) / 18 for k in range(1, 19)]  # warm-up, then cosine-like
+    text = _lr_schedule(pd.DataFrame({"epoch": range(1, 21), "lr": lrs}))
+    assert text.startswith("changed every epoch: 0.0001 at epoch 1, rising to 0.001 at epoch 2,")
+    assert "then down to 0 at epoch 20" in text

@@ -99,17 +99,26 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def _lr_schedule(history: pd.DataFrame) -> str:
-    """'epochs 1-6 at 0.001, 7-11 at 0.0003, ...' from history.csv's lr column."""
+def _lr_schedule(history: pd.DataFrame, *, max_spans: int = 8) -> str:
+    """'epochs 1-6 at 0.001, 7-11 at 0.0003, ...' from history.csv's lr column; a schedule that
+    changes nearly every epoch (cosine, one-cycle) is summed up by its start, peak and end."""
     spans, start = [], 0
     lrs = history["lr"].tolist()
+    epochs = history["epoch"].astype(int).tolist()
     for i in range(1, len(lrs) + 1):
         if i == len(lrs) or lrs[i] != lrs[start]:
-            first, last = int(history["epoch"].iloc[start]), int(history["epoch"].iloc[i - 1])
-            epochs = f"{first}" if first == last else f"{first}-{last}"
-            spans.append(f"epochs {epochs} at {lrs[start]:g}")
+            first, last = epochs[start], epochs[i - 1]
+            span = f"{first}" if first == last else f"{first}-{last}"
+            spans.append(f"epochs {span} at {lrs[start]:g}")
             start = i
-    return ", ".join(spans)
+    if len(spans) <= max_spans:
+        return ", ".join(spans)
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    return (
+        f"changed every epoch: {lrs[0]:g} at epoch {epochs[0]}, rising to {lrs[peak]:g} at "
+        f"epoch {epochs[peak]}, then down to {lrs[-1]:g} at epoch {epochs[-1]} (each epoch's "
+        "rate is in `history.csv`)"
+    )
 
 
 def _describe(settings: dict[str, Any]) -> str:
