@@ -78,3 +78,45 @@ def test_odd_names_through_the_command_line(tmp_path: Path, tiny_checkpoint: Pat
     assert [r["path"] for r in records] == files
     assert all("label" in r for r in records)
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+
+
+def _evaluation_then_errors() -> None:
+    import streamlit as st
+
+    from forensics.ui.common import draw_sidebar
+    from forensics.ui.errors import errors_page
+    from forensics.ui.evaluation import evaluation_page
+
+    draw_sidebar()
+    if st.session_state.get("page", "evaluation") == "evaluation":
+        evaluation_page()
+    else:
+        errors_page()
+
+
+def test_odd_names_through_the_app_write_only_to_its_cache(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from forensics.ui.results import ON_DATASET
+
+    data = _odd_dataset(tmp_path / "data")
+    cache = tmp_path / "app cache"
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("FORENSICS_DATASET", str(data))
+    monkeypatch.setenv("FORENSICS_CACHE", str(cache))
+    before = _all_files(tmp_path)
+    at = AppTest.from_function(_evaluation_then_errors, default_timeout=120).run()
+    at.radio[0].set_value(ON_DATASET).run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
+    next(b for b in at.button if b.label.startswith("Evaluate ")).click().run()
+    assert not at.exception, at.exception
+    at.session_state["page"] = "errors"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("why fake" in c for image in at.image for c in image.captions)
+    new = _all_files(tmp_path) - before
+    allowed = (cache, tiny_checkpoint / "eval_cache")
+    assert new and all(any(root in p.parents for root in allowed) for p in new), new
+    assert not any((folder / "pwned").exists() for folder in (Path.cwd(), tmp_path, data))
