@@ -58,6 +58,10 @@ def test_study_runs_end_to_end_then_resumes_with_one_more_trial(
     # The final run trained the best trial's parameters.
     final = yaml.safe_load((out / "best_run" / "config.yaml").read_text())
     assert final["optim"]["lr"] == pytest.approx(best["params"]["optim.lr"])
+    # Only that final run read the test split: no trial has a test figure to select on.
+    assert (out / "best_run" / "eval" / "metrics.json").is_file()
+    assert not list((out / "trials").glob("*/eval/metrics.json"))
+    assert not [c for c in pd.read_csv(out / "trials.csv").columns if "test" in c]
 
     # The same command with --trials 3 resumes from SQLite and runs exactly one more trial.
     assert main(tune_args(tiny_dataset, out, 3)) == 0

@@ -456,7 +456,10 @@ def _run(config, *, resume, callback, device, setup: Distributed) -> dict[str, A
 
     if not setup.is_main:
         return {}
-    metrics = evaluate_best(config, run_dir, manifest, data_config, device=device)
+    evaluate = config.get("evaluate_test", True)
+    metrics = (
+        evaluate_best(config, run_dir, manifest, data_config, device=device) if evaluate else {}
+    )
     best_epoch = next((row["epoch"] for row in reversed(history) if row["best"]), None)
     summary = (
         f"done in {time.time() - started_run:.0f} s: best epoch {best_epoch}"

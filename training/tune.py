@@ -172,6 +172,9 @@ def run_trial(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     config["out"] = str(run_dir)
+    # Trials are compared on validation loss alone; only the best config's final run reads the
+    # test split, once, so no figure a user could select on ever comes from it.
+    config["evaluate_test"] = False
     trial.set_user_attr("run_dir", str(run_dir))
     rows: list[dict[str, Any]] = []
     # The trial's own output goes to its log; the terminal gets one line per trial.
@@ -180,13 +183,11 @@ def run_trial(
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
     ):
-        metrics = run(config, epoch_callback=make_epoch_callback(trial, rows))
+        run(config, epoch_callback=make_epoch_callback(trial, rows))
     best = min(rows, key=lambda row: row["val_loss"])
     trial.set_user_attr("epochs", len(rows))
     trial.set_user_attr("best_epoch", int(best["epoch"]))
     trial.set_user_attr("val_accuracy", float(best["val_accuracy"]))
-    if metrics.get("accuracy") is not None:
-        trial.set_user_attr("test_accuracy", float(metrics["accuracy"]))
     return float(best["val_loss"])
 
 
