@@ -13,8 +13,7 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -86,18 +85,6 @@ class PeakMemory:
     @property
     def added_mb(self) -> float:
         return self.peak_mb - self.start_mb
-
-
-@contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to `n` inside the block (None: unchanged)."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:

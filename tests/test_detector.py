@@ -4,7 +4,6 @@ every architecture, hooks released, thread safety, overlays, and run_evaluation.
 from __future__ import annotations
 
 import io
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -20,6 +19,7 @@ from forensics.checkpoint import save_checkpoint
 from forensics.data import build_manifest
 from forensics.evaluation import run_evaluation
 from forensics.explain import CAM_METHODS, SLOW_METHODS, TARGET_INDEPENDENT_METHODS, overlay_heatmap
+from forensics.measure import rss_mb
 from forensics.models import build_model
 
 INPUT_SIZE = 32
@@ -410,11 +410,6 @@ def test_concurrent_predict_and_explain_match_single_threaded(detector: Detector
                 np.testing.assert_allclose(got[2], want[2], atol=1e-4, err_msg=str(jobs[i]))
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
 def test_two_hundred_concurrent_calls_leave_no_hooks_and_no_memory_behind(
     detector: Detector,
@@ -458,10 +453,10 @@ def test_two_hundred_concurrent_calls_leave_no_hooks_and_no_memory_behind(
 
         for _ in range(2):  # the first rounds fill the allocator pools
             two_hundred_calls()
-        memory_before = _resident_bytes()
+        memory_before = rss_mb() * 2**20
         for _ in range(2):
             two_hundred_calls()
-    growth = _resident_bytes() - memory_before
+    growth = rss_mb() * 2**20 - memory_before
     assert growth < 32 * 2**20, f"resident memory grew by {growth / 2**20:.0f} MB in 400 calls"
 
 

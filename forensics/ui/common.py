@@ -148,32 +148,26 @@ def method_label(method: str) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _explanation(
-    checkpoint_dir: str, checkpoint_id: str, data: bytes, method: str, target: str
-) -> Explanation:
-    # Keyed by the weights' id and the image bytes: sliders and reruns never recompute a CAM.
-    return cached_detector(checkpoint_dir).explain(data, method=method, target=target)
-
-
-def explain_cached(detector: Detector, data: bytes, method: str, target: str) -> Explanation:
-    return _explanation(str(detector.checkpoint_dir), detector.checkpoint_id, data, method, target)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
 def _explanations(
     checkpoint_dir: str, checkpoint_id: str, images: tuple[bytes, ...], method: str, target: str
 ) -> list[Explanation]:
+    # Keyed by the weights' id and the image bytes: sliders and reruns never recompute a CAM.
     return cached_detector(checkpoint_dir).explain_batch(list(images), method, target)
 
 
 def explain_many_cached(
     detector: Detector, images: list[bytes], method: str, target: str
 ) -> list[Explanation]:
-    """One batched CAM for a page of thumbnails (cached like `explain_cached`); raises
-    ImageLoadError if any of them cannot be read."""
+    """One batched CAM for a page of thumbnails, cached; raises ImageLoadError if any of them
+    cannot be read."""
     return _explanations(
         str(detector.checkpoint_dir), detector.checkpoint_id, tuple(images), method, target
     )
+
+
+def explain_cached(detector: Detector, data: bytes, method: str, target: str) -> Explanation:
+    (explanation,) = explain_many_cached(detector, [data], method, target)
+    return explanation
 
 
 def enlarge(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
