@@ -31,6 +31,9 @@ MAX_INPUT_SIZE = 2048
 # flip_jpeg_blur and robust add JPEG re-compression and blur: detectors trained with them hold up
 # better on images that were re-shared (re-encoded, resized) after generation.
 AUGMENT_PRESETS = ("none", "flip", "flip_rotate_jitter", "flip_jpeg_blur", "robust")
+# Batch-level mixing in the training loop (torchvision's MixUp and CutMix); "mixup_or_cutmix"
+# picks one of the two for each batch.
+BATCH_MIXES = ("none", "mixup", "cutmix", "mixup_or_cutmix")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,11 @@ class AugmentConfig:
     jpeg_probability: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 1.0)
     blur_probability: float = 0.3
+    # Blends pairs of training images (MixUp) or pastes a patch of one into the other (CutMix),
+    # with the labels mixed in the same proportion: a regulariser for small sets trained from
+    # scratch. The mixing proportion is drawn from Beta(alpha, alpha).
+    batch_mix: str = "none"
+    batch_mix_alpha: float = 1.0
 
     def __post_init__(self) -> None:
         if self.preset not in AUGMENT_PRESETS:
@@ -107,6 +115,10 @@ class AugmentConfig:
             raise ValueError(
                 f"crop_size must be in [8, {MAX_INPUT_SIZE}] or null, got {self.crop_size}"
             )
+        if self.batch_mix not in BATCH_MIXES:
+            raise ValueError(f"unknown batch_mix {self.batch_mix!r}; valid: {BATCH_MIXES}")
+        if not float(self.batch_mix_alpha) > 0:
+            raise ValueError(f"batch_mix_alpha must be > 0, got {self.batch_mix_alpha}")
         for name in ("jpeg_probability", "blur_probability"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -249,6 +261,24 @@ def build_train_transform(
             ),
         ]
     return v2.Compose(steps + _to_normalized_tensor(config))
+
+
+def build_batch_mix(
+    augment: AugmentConfig, num_classes: int = 2
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
+    """(images, integer labels) -> (mixed images, soft labels of shape (batch, num_classes)) for
+    the training loop, or None when `augment.batch_mix` is "none". Draws from torch's global
+    generator, which training seeds per epoch, so a resumed run mixes as an uninterrupted one."""
+    alpha = float(augment.batch_mix_alpha)
+    mixes = {
+        "mixup": [v2.MixUp(alpha=alpha, num_classes=num_classes)],
+        "cutmix": [v2.CutMix(alpha=alpha, num_classes=num_classes)],
+    }
+    mixes["mixup_or_cutmix"] = mixes["mixup"] + mixes["cutmix"]
+    chosen = mixes.get(augment.batch_mix)
+    if chosen is None:
+        return None
+    return chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)
 
 
 def to_display(image: Image.Image, config: DataConfig) -> np.ndarray:

@@ -70,7 +70,8 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert experiments.main(argv) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["run"]) == [
-        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer", "augmented"
+        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer", "augmented",
+        "augmented_longer", "augmented_mixed_longer",
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
@@ -87,7 +88,13 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     longer = configs["whole_view_longer"]
     assert longer["input"] == whole["input"] and longer["augment"] == whole["augment"]
     assert longer["optim"]["epochs"] == 2 * whole["optim"]["epochs"]
-    assert list(table["epochs"]) == [1, 1, 1, 2, 1]
+    augmented_longer, mixed = configs["augmented_longer"], configs["augmented_mixed_longer"]
+    assert augmented_longer["augment"] == augmented["augment"]
+    assert augmented_longer["optim"]["epochs"] == 2 * augmented["optim"]["epochs"]
+    assert mixed["augment"] == augmented["augment"] | {"batch_mix": "mixup_or_cutmix"}
+    assert mixed["optim"] == augmented_longer["optim"]
+    assert augmented["augment"]["batch_mix"] == "none"
+    assert list(table["epochs"]) == [1, 1, 1, 2, 1, 2, 2]
 
 
 def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(

@@ -165,10 +165,12 @@ def test_resumed_cosine_run_reproduces_the_uninterrupted_weights(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     """A cosine schedule depends on the planned length, so the crash is simulated inside a run
-    of the full length (after epoch 2's files are written), then resumed."""
+    of the full length (after epoch 2's files are written), then resumed. Batch mixing is on:
+    its random draws must resume too."""
     options = ["--data.root", str(tiny_dataset), "--optim.epochs", "3",
                "--optim.scheduler", "cosine", "--optim.warmup_epochs", "1",
-               "--optim.optimizer", "sgd", "--augment.preset", "robust"]  # fmt: skip
+               "--optim.optimizer", "sgd", "--augment.preset", "robust",
+               "--augment.batch_mix", "mixup_or_cutmix"]  # fmt: skip
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["--config", str(SMOKE), "--out", str(whole), *options]) == 0
 

@@ -18,6 +18,7 @@ from forensics.transforms import (
     AugmentConfig,
     DataConfig,
     TrimLongSide,
+    build_batch_mix,
     build_eval_transform,
     build_train_transform,
     describe_resampling,
@@ -107,6 +108,36 @@ def test_augment_config_rejects_unknown_values() -> None:
                 {"jpeg_probability": 1.5}):  # fmt: skip
         with pytest.raises(ValueError):
             AugmentConfig(**bad)
+
+
+def test_batch_mix_is_validated_and_off_by_default() -> None:
+    assert build_batch_mix(AugmentConfig()) is None
+    with pytest.raises(ValueError, match="mixup_or_cutmix"):
+        AugmentConfig(batch_mix="mosaic")
+    with pytest.raises(ValueError, match="batch_mix_alpha"):
+        AugmentConfig(batch_mix="mixup", batch_mix_alpha=0)
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_batch_mix_mixes_images_and_labels_in_the_same_proportion(mix: str) -> None:
+    """Image i is mixed with image i-1; its soft label gives each source's share, which for
+    MixUp is the blend weight and for CutMix the share of pixels that stayed."""
+    torch.manual_seed(0)
+    images = torch.arange(1.0, 5.0).view(4, 1, 1, 1).expand(4, 3, 8, 8).contiguous()
+    labels = torch.tensor([0, 1, 0, 1])
+    mixed, soft = build_batch_mix(AugmentConfig(batch_mix=mix))(images, labels)
+    assert mixed.shape == images.shape and soft.shape == (4, 2)
+    torch.testing.assert_close(soft.sum(1), torch.ones(4))
+    kept = soft[torch.arange(4), labels]  # the share of each image's own class
+    for i in range(4):
+        own, other = images[i, 0, 0, 0], images[i - 1, 0, 0, 0]
+        if mix == "mixup":
+            expected = kept[i] * own + (1 - kept[i]) * other
+            torch.testing.assert_close(mixed[i], expected.expand(3, 8, 8))
+        else:
+            assert set(mixed[i].unique().tolist()) <= {own.item(), other.item()}
+            share = (mixed[i] == own).float().mean()
+            torch.testing.assert_close(share, kept[i])
 
 
 def test_jpeg_and_blur_degrade_the_image_like_a_reshare() -> None:

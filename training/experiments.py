@@ -10,8 +10,9 @@ Suites (the published comparisons this project comes from):
               the image downscaled to the input (the naive baseline), then, from there,
               native-resolution crops instead of the downscale, crops for training with the
               whole view at evaluation, that with a schedule twice as long (crops learn
-              slowly), and stronger augmentation (rotation, colour jitter, random resized
-              crops) of the downscaled image;
+              slowly), stronger augmentation (rotation, colour jitter, random resized
+              crops) of the downscaled image, that with a schedule twice as long, and that
+              with MixUp/CutMix batch mixing on top;
               sizes come from the base config (input_size = the crop, resize = the native
               side), e.g. --config training/configs/faces_resnet18.yaml
 
@@ -78,8 +79,8 @@ def suite_runs(
 
 
 def _ideas_runs(base: dict) -> dict[str, list[str]]:
-    """The naive baseline and one idea (or two stacked) per run, so each row shows what it
-    bought."""
+    """The naive baseline, then runs that each add one idea to an earlier run, so each row
+    shows what that idea bought."""
     crop = int(base["input"]["input_size"])
     native = int(base["input"]["resize"])
     if native <= crop:
@@ -89,13 +90,17 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
         )
     downscaled = ["--input.resize", str(crop)]
     whole_view = ["--input.input_size", str(native), "--augment.crop_size", str(crop)]
+    longer = ["--optim.epochs", str(2 * int(base["optim"]["epochs"]))]
+    augmented = [*downscaled, "--augment.preset", "flip_rotate_jitter",
+                 "--augment.crop", "random_resized_crop"]
     return {
         "downscaled": downscaled,
         "native_crops": [],
         "crops_whole_view": whole_view,
-        "whole_view_longer": [*whole_view, "--optim.epochs", str(2 * int(base["optim"]["epochs"]))],
-        "augmented": [*downscaled, "--augment.preset", "flip_rotate_jitter",
-                      "--augment.crop", "random_resized_crop"],
+        "whole_view_longer": [*whole_view, *longer],
+        "augmented": augmented,
+        "augmented_longer": [*augmented, *longer],
+        "augmented_mixed_longer": [*augmented, *longer, "--augment.batch_mix", "mixup_or_cutmix"],
     }  # fmt: skip
 
 

@@ -57,6 +57,7 @@ from forensics.models import build_model, count_parameters
 from forensics.transforms import (
     AugmentConfig,
     DataConfig,
+    build_batch_mix,
     build_eval_transform,
     build_train_transform,
 )
@@ -110,8 +111,11 @@ def train_one_epoch(
     schedule: Schedule | None = None,
     scaler: torch.amp.GradScaler | None = None,
     setup: Distributed | None = None,
+    batch_mix=None,
 ) -> dict[str, float]:
-    """One pass over `loader`; the returned metrics cover every rank's images."""
+    """One pass over `loader`; the returned metrics cover every rank's images. With
+    `batch_mix` (see `build_batch_mix`) the loss is on mixed images and labels, while the
+    metrics score those predictions against each batch's original labels."""
     device, setup = device or torch.device("cpu"), setup or Distributed()
     set_train_mode(model)
     total_loss, seen = 0.0, 0
@@ -120,12 +124,16 @@ def train_one_epoch(
         loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not setup.is_main
     )
     for images, targets in bar:
+        loss_targets = targets
+        if batch_mix is not None:  # on the CPU batch; the soft labels travel with the images
+            images, loss_targets = batch_mix(images, targets)
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
+        loss_targets = loss_targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp):
             logits = model(images)
-            loss = criterion(logits, targets)
+            loss = criterion(logits, loss_targets)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -356,6 +364,7 @@ def _run(config, *, resume, callback, device, setup: Distributed) -> dict[str, A
         config, manifest, data_config, train_seed=seed, setup=setup
     )
     schedule = Schedule(optimizer, optim, steps_per_epoch=len(train_loader))
+    batch_mix = build_batch_mix(AugmentConfig(**config["augment"]))
 
     start_epoch, history, best_loss, bad_epochs = 1, [], math.inf, 0
     if resume and state_path.is_file():
@@ -400,6 +409,7 @@ def _run(config, *, resume, callback, device, setup: Distributed) -> dict[str, A
         train_stats = train_one_epoch(
             trained, train_loader, optimizer, criterion,
             amp=amp, epoch=epoch, device=device, schedule=schedule, scaler=scaler, setup=setup,
+            batch_mix=batch_mix,
         )  # fmt: skip
         val_loss, y, p = predict_loader(
             model, val_loader, criterion, amp=amp, desc="val", device=device, setup=setup
