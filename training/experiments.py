@@ -92,7 +92,7 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
     whole_view = ["--input.input_size", str(native), "--augment.crop_size", str(crop)]
     longer = ["--optim.epochs", str(2 * int(base["optim"]["epochs"]))]
     augmented = [*downscaled, "--augment.preset", "flip_rotate_jitter",
-                 "--augment.crop", "random_resized_crop"]
+                 "--augment.crop", "random_resized_crop"]  # fmt: skip
     return {
         "downscaled": downscaled,
         "native_crops": [],
