@@ -55,6 +55,19 @@ def test_a_second_invocation_skips_finished_runs(tiny_dataset: Path, tmp_path, c
     assert capsys.readouterr().out.count("finished earlier, skipped") == 3
 
 
+def test_runs_option_trains_and_compares_only_the_named_runs(
+    tiny_dataset: Path, tmp_path, capsys
+) -> None:
+    out = tmp_path / "heads"
+    argv = ["heads", "--data", str(tiny_dataset), "--out", str(out), "--runs", "head_small", *TINY]
+    assert experiments.main(argv) == 0
+    assert list(pd.read_csv(out / "comparison.csv")["run"]) == ["head_small"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["head_small"]
+    capsys.readouterr()
+    assert experiments.main([*argv[:5], "--runs", "head_big", *TINY]) == 2
+    assert "no run ['head_big']" in capsys.readouterr().err
+
+
 def test_bad_override_fails_before_training(tiny_dataset: Path, tmp_path, capsys) -> None:
     out = tmp_path / "heads"
     argv = ["heads", "--data", str(tiny_dataset), "--out", str(out), "--optim.lrr", "1"]

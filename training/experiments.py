@@ -19,7 +19,8 @@ Suites (the published comparisons this project comes from):
 Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
 finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
 OUT/comparison.md and OUT/curves.html (validation curves overlaid); the Training runs page shows
-them when pointed at OUT. Any `--section.key value` override applies to every run.
+them when pointed at OUT. Any `--section.key value` override applies to every run; `--runs A B`
+trains and compares only those runs of the suite.
 """
 
 from __future__ import annotations
@@ -131,14 +132,21 @@ def run_suite(
     overrides: list[str] | None = None,
     weights: str = "auto",
     epoch_list: list[int] | None = None,
+    only: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Train (or resume, or skip when finished) every run of `suite`; returns the comparison."""
+    """Train (or resume, or skip when finished) every run of `suite`, or the runs named in
+    `only`; returns the comparison of those runs."""
     runs = suite_runs(
         suite,
         weights=resolve_weights(weights) if suite in ("strategies", "epochs") else None,
         epoch_list=epoch_list or [5, 10, 15],
         base=apply_overrides(load_config(base), overrides or []),
     )
+    if only:
+        unknown = sorted(set(only) - set(runs))
+        if unknown:
+            raise ValueError(f"the {suite} suite has no run {unknown}; its runs: {list(runs)}")
+        runs = {name: argv for name, argv in runs.items() if name in only}
     for name, run_overrides in runs.items():
         folder = out / name
         if (folder / "eval" / "metrics.json").is_file():
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         "backbone weights file",
     )
     parser.add_argument("--epoch-list", type=int, nargs="+", default=[5, 10, 15])
+    parser.add_argument(
+        "--runs", nargs="+", metavar="RUN", help="only these runs of the suite (default: all)"
+    )
     args, overrides = parser.parse_known_args(argv)
     out = args.out or Path("training/runs/experiments") / args.suite
     try:
@@ -245,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides=overrides,
             weights=args.weights,
             epoch_list=args.epoch_list,
+            only=args.runs,
         )
     except (ValueError, FileNotFoundError, WeightsUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
