@@ -83,8 +83,8 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert experiments.main(argv) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["run"]) == [
-        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer", "augmented",
-        "augmented_longer", "augmented_mixed_longer",
+        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer",
+        "whole_view_mixed_longer", "augmented", "augmented_longer", "augmented_mixed_longer",
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
@@ -107,7 +107,10 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert mixed["augment"] == augmented["augment"] | {"batch_mix": "mixup_or_cutmix"}
     assert mixed["optim"] == augmented_longer["optim"]
     assert augmented["augment"]["batch_mix"] == "none"
-    assert list(table["epochs"]) == [1, 1, 1, 2, 1, 2, 2]
+    whole_mixed = configs["whole_view_mixed_longer"]
+    assert whole_mixed["augment"] == whole["augment"] | {"batch_mix": "mixup_or_cutmix"}
+    assert whole_mixed["input"] == whole["input"] and whole_mixed["optim"] == longer["optim"]
+    assert list(table["epochs"]) == [1, 1, 1, 2, 2, 1, 2, 2]
 
 
 def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(

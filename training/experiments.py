@@ -10,9 +10,9 @@ Suites (the published comparisons this project comes from):
               the image downscaled to the input (the naive baseline), then, from there,
               native-resolution crops instead of the downscale, crops for training with the
               whole view at evaluation, that with a schedule twice as long (crops learn
-              slowly), stronger augmentation (rotation, colour jitter, random resized
-              crops) of the downscaled image, that with a schedule twice as long, and that
-              with MixUp/CutMix batch mixing on top;
+              slowly), and that with MixUp/CutMix batch mixing on top; and on the downscaled
+              image, stronger augmentation (rotation, colour jitter, random resized crops),
+              that with a schedule twice as long, and that with batch mixing;
               sizes come from the base config (input_size = the crop, resize = the native
               side), e.g. --config training/configs/faces_resnet18.yaml
 
@@ -99,6 +99,7 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
         "native_crops": [],
         "crops_whole_view": whole_view,
         "whole_view_longer": [*whole_view, *longer],
+        "whole_view_mixed_longer": [*whole_view, *longer, "--augment.batch_mix", "mixup_or_cutmix"],
         "augmented": augmented,
         "augmented_longer": [*augmented, *longer],
         "augmented_mixed_longer": [*augmented, *longer, "--augment.batch_mix", "mixup_or_cutmix"],
