@@ -83,8 +83,9 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     assert experiments.main(argv) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["run"]) == [
-        "downscaled", "native_crops", "crops_whole_view", "whole_view_longer",
-        "whole_view_mixed_longer", "augmented", "augmented_longer", "augmented_mixed_longer",
+        "downscaled", "downscaled_resnet50", "native_crops", "crops_whole_view",
+        "whole_view_longer", "whole_view_mixed_longer",
+        "augmented", "augmented_longer", "augmented_mixed_longer",
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
@@ -110,7 +111,10 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     whole_mixed = configs["whole_view_mixed_longer"]
     assert whole_mixed["augment"] == whole["augment"] | {"batch_mix": "mixup_or_cutmix"}
     assert whole_mixed["input"] == whole["input"] and whole_mixed["optim"] == longer["optim"]
-    assert list(table["epochs"]) == [1, 1, 1, 2, 2, 1, 2, 2]
+    deeper = configs["downscaled_resnet50"]
+    assert deeper["model"]["architecture"] == "resnet50"
+    assert deeper["input"] == configs["downscaled"]["input"]
+    assert list(table["epochs"]) == [1, 1, 1, 1, 2, 2, 1, 2, 2]
 
 
 def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(

@@ -7,12 +7,13 @@ Suites (the published comparisons this project comes from):
   baselines   ResNet18 vs ResNet50 vs the simple CNN, from scratch
   heads       ResNet18 with a linear, an MLP and a small head
   ideas       what each idea buys on a small high-resolution set (the faces model's ladder):
-              the image downscaled to the input (the naive baseline), then, from there,
-              native-resolution crops instead of the downscale, crops for training with the
-              whole view at evaluation, that with a schedule twice as long (crops learn
-              slowly), and that with MixUp/CutMix batch mixing on top; and on the downscaled
-              image, stronger augmentation (rotation, colour jitter, random resized crops),
-              that with a schedule twice as long, and that with batch mixing;
+              the image downscaled to the input (the naive baseline); from there, a deeper
+              network (ResNet50), or native-resolution crops instead of the downscale, then
+              crops for training with the whole view at evaluation, that with a schedule
+              twice as long (crops learn slowly), and that with MixUp/CutMix batch mixing;
+              or, on the downscaled image, stronger augmentation (rotation, colour jitter,
+              random resized crops), that with a schedule twice as long, and that with
+              batch mixing;
               sizes come from the base config (input_size = the crop, resize = the native
               side), e.g. --config training/configs/faces_resnet18.yaml
 
@@ -96,6 +97,7 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
                  "--augment.crop", "random_resized_crop"]  # fmt: skip
     return {
         "downscaled": downscaled,
+        "downscaled_resnet50": [*downscaled, "--model.architecture", "resnet50"],
         "native_crops": [],
         "crops_whole_view": whole_view,
         "whole_view_longer": [*whole_view, *longer],
