@@ -269,16 +269,13 @@ def build_batch_mix(
     """(images, integer labels) -> (mixed images, soft labels of shape (batch, num_classes)) for
     the training loop, or None when `augment.batch_mix` is "none". Draws from torch's global
     generator, which training seeds per epoch, so a resumed run mixes as an uninterrupted one."""
-    alpha = float(augment.batch_mix_alpha)
-    mixes = {
-        "mixup": [v2.MixUp(alpha=alpha, num_classes=num_classes)],
-        "cutmix": [v2.CutMix(alpha=alpha, num_classes=num_classes)],
-    }
-    mixes["mixup_or_cutmix"] = mixes["mixup"] + mixes["cutmix"]
-    chosen = mixes.get(augment.batch_mix)
-    if chosen is None:
+    if augment.batch_mix == "none":
         return None
-    return chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)
+    alpha = float(augment.batch_mix_alpha)
+    mixup = v2.MixUp(alpha=alpha, num_classes=num_classes)
+    cutmix = v2.CutMix(alpha=alpha, num_classes=num_classes)
+    mixes = {"mixup": mixup, "cutmix": cutmix, "mixup_or_cutmix": v2.RandomChoice([mixup, cutmix])}
+    return mixes[augment.batch_mix]
 
 
 def to_display(image: Image.Image, config: DataConfig) -> np.ndarray:

@@ -124,12 +124,11 @@ def train_one_epoch(
         loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not setup.is_main
     )
     for images, targets in bar:
-        loss_targets = targets
         if batch_mix is not None:  # on the CPU batch; the soft labels travel with the images
-            images, loss_targets = batch_mix(images, targets)
+            images, soft_targets = batch_mix(images, targets)
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        loss_targets = loss_targets.to(device, non_blocking=True)
+        loss_targets = targets if batch_mix is None else soft_targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp):
             logits = model(images)
