@@ -137,7 +137,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from forensics.data import SPLITS, load_or_build_manifest, load_splits
+    from forensics.data import SPLITS, load_splits
     from forensics.distributed import (
         gather_arrays,
         init_distributed,
@@ -145,6 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shutdown_distributed,
     )
     from forensics.evaluation import predict_rows, summarize_predictions, write_evaluation
+    from forensics.scan import load_or_build_manifest
 
     if args.split != "all" and args.split not in SPLITS:
         raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")

@@ -1,5 +1,6 @@
-"""Datasets: discovery in the known layouts, manifests with content hashes, seeded splits,
-duplicate/leakage reports and a torch Dataset over a manifest.
+"""Datasets: discovery in the known layouts, seeded splits, duplicate/leakage reports and a
+torch Dataset over a manifest. Scanning a root into its manifest (content hashes, sizes) is in
+`forensics.scan`.
 
 A dataset root is a folder or a `.zip` archive; `.zip` archives inside a folder are read in
 place too (their members appear as `archive.zip/member/path`). Paths in a manifest are relative
@@ -9,13 +10,11 @@ to the root, and labels come from folder names, never from sort order or file na
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -43,20 +42,6 @@ SPLIT_ALIASES = {
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format", "jpeg_quality"]
-# IJG's standard luminance quantisation table (JPEG spec, Annex K), row by row: JPEG quality is
-# estimated by finding the quality whose scaled table matches the file's.
-# fmt: off
-_IJG_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=float)
-# fmt: on
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,15 +115,17 @@ class ImageStore:
 
 
 def _zip_image_members(path: Path) -> Iterator[str]:
+    # Plain string operations, not a PurePosixPath per member: this runs for each of the 89,080
+    # members of CIFAKE whenever the dataset is listed.
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            name = PurePosixPath(info.filename)
+            name = info.filename
             if (
                 not info.is_dir()
-                and name.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith((".", "__MACOSX")) for part in name.parts)
+                and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith((".", "__MACOSX")) for part in name.split("/"))
             ):
-                yield info.filename
+                yield name
 
 
 def _split_archive_path(rel_path: str) -> tuple[str | None, str]:
@@ -172,150 +159,6 @@ class Discovery:
     @property
     def has_splits(self) -> bool:
         return bool(self.manifest["split"].notna().any())
-
-
-def estimate_jpeg_quality(image: Image.Image) -> int | None:
-    """IJG quality (1-100) whose luminance table best matches the file's; None if not a JPEG."""
-    tables = getattr(image, "quantization", None)
-    if image.format != "JPEG" or not tables:
-        return None
-    actual = np.asarray(tables[min(tables)], dtype=float).sum()
-    return min(range(1, 101), key=lambda q: abs(_ijg_table(q).sum() - actual))
-
-
-def _ijg_table(quality: int) -> np.ndarray:
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((_IJG_LUMINANCE * scale + 50) / 100), 1, 255)
-
-
-def build_manifest(
-    root: str | Path,
-    *,
-    progress: bool = True,
-    progress_callback: Callable[[int, int], None] | None = None,
-) -> Discovery:
-    """Scan `root`, decode every image once, and return its manifest and the skipped files.
-
-    Files outside any real/fake folder, and files that do not decode, are listed in `skipped`
-    with the reason; they never stop the scan.
-    """
-    store = ImageStore(root)
-    paths = store.list_files()
-    if not paths:
-        raise ValueError(f"no image files found under {root}")
-    rows, skipped = [], []
-    for i, rel in enumerate(tqdm(paths, desc="scanning", unit="img", disable=not progress)):
-        if progress_callback is not None and i % 200 == 0:
-            progress_callback(i, len(paths))
-        label, split = infer_label_and_split(rel)
-        if label is None:
-            skipped.append((rel, "not inside a real/fake folder"))
-            continue
-        try:
-            data = store.read_bytes(rel)
-            # Decode through load_image first: it turns every bad input (decompression bombs,
-            # broken headers) into ImageLoadError, which a bare Image.open would not.
-            image = load_image(data)
-            with Image.open(io.BytesIO(data)) as probe:
-                file_format, quality = probe.format, estimate_jpeg_quality(probe)
-        except (ImageLoadError, OSError, KeyError, zipfile.BadZipFile) as exc:
-            skipped.append((rel, str(exc)))
-            continue
-        rows.append(
-            (
-                rel,
-                LABELS[label],
-                split,
-                hashlib.sha256(data).hexdigest(),
-                image.width,
-                image.height,
-                file_format,
-                quality,
-            )
-        )
-    if progress_callback is not None:
-        progress_callback(len(paths), len(paths))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    if manifest.empty:
-        raise ValueError(f"no readable images inside real/fake folders under {root}")
-    split_found = manifest["split"].notna()
-    if split_found.any() and not split_found.all():
-        # Mixing split folders with loose files is ambiguous; keep the split ones.
-        for rel in manifest.loc[~split_found, "path"]:
-            skipped.append((rel, "outside the train/val/test folders used by the rest"))
-        manifest = manifest[split_found].reset_index(drop=True)
-    manifest["label"] = manifest["label"].astype(int)
-    manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")  # missing for non-JPEGs
-    return Discovery(manifest, pd.DataFrame(skipped, columns=["path", "reason"]))
-
-
-def default_cache_dir() -> Path:
-    """Where scans are cached: $FORENSICS_CACHE, else ~/.cache/forensics."""
-    return Path(os.environ.get("FORENSICS_CACHE", Path.home() / ".cache" / "forensics"))
-
-
-def _root_signature(root: Path) -> str:
-    """Changes whenever a file under `root` is added, removed, resized or rewritten."""
-    # The column list is part of the key: a cache written by older code is never reused.
-    digest = hashlib.sha256(f"{root.resolve()}|{','.join(MANIFEST_COLUMNS)}".encode())
-    entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for path in entries:
-        stat = path.stat()
-        # Relative names: the same folder reached by another path gives the same signature.
-        name = path.relative_to(root).as_posix() if path != root else ""
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
-
-
-def manifest_cache_folder(root: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """Where `load_or_build_manifest` keeps the scan of `root`. The folder is named by the root's
-    signature, so a changed dataset gets a new folder and a stale scan is never read."""
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"dataset root not found: {root}")
-    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return base / "manifests" / _root_signature(root)
-
-
-def read_cached_manifest(folder: str | Path) -> Discovery:
-    """The scan stored in `folder` (see `manifest_cache_folder`); FileNotFoundError if none is."""
-    manifest_file, skipped_file = Path(folder) / "manifest.csv.gz", Path(folder) / "skipped.csv"
-    if not (manifest_file.is_file() and skipped_file.is_file()):
-        raise FileNotFoundError(f"no cached scan in {folder}")
-    # Paths stay strings even when named "NA" or "null"; only empty cells are missing.
-    manifest = pd.read_csv(
-        manifest_file,
-        keep_default_na=False,
-        na_values={"split": [""], "jpeg_quality": [""]},
-    )
-    manifest["split"] = manifest["split"].astype(object).where(manifest["split"].notna(), None)
-    manifest["jpeg_quality"] = manifest["jpeg_quality"].astype("Int64")
-    return Discovery(manifest, pd.read_csv(skipped_file, keep_default_na=False))
-
-
-def load_or_build_manifest(
-    root: str | Path,
-    *,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    progress_callback: Callable[[int, int], None] | None = None,
-) -> Discovery:
-    """`build_manifest`, cached on disk and keyed by the root's path and file sizes and times,
-    so a second look at an unchanged dataset costs a directory listing, not a full decode."""
-    folder = manifest_cache_folder(root, cache_dir)
-    try:
-        return read_cached_manifest(folder)
-    except FileNotFoundError:
-        pass
-    discovery = build_manifest(
-        Path(root).expanduser(), progress=progress, progress_callback=progress_callback
-    )
-    write_atomic(
-        folder / "manifest.csv.gz",
-        partial(discovery.manifest.to_csv, index=False, compression="gzip"),
-    )
-    write_atomic(folder / "skipped.csv", partial(discovery.skipped.to_csv, index=False))
-    return discovery
 
 
 def assign_splits(

@@ -6,7 +6,7 @@
 Downloads go through `kagglehub` (optional: `pip install kagglehub`), which keeps its own cache
 (`~/.cache/kagglehub`, or `$KAGGLEHUB_CACHE`). The dataset's split folders are then placed under
 DIR as hard links into that cache where the filesystem allows (no second copy on disk), else as
-copies, in a layout that `forensics.data.build_manifest(DIR)` reads directly. The result is
+copies, in a layout that `forensics.scan.build_manifest(DIR)` reads directly. The result is
 checked with the discovery code and the image counts per split and class are printed.
 
 Exit codes: 0 success; 1 any failure, with one sentence on stderr.
@@ -312,7 +312,8 @@ def verify_layout(target: Path, spec: DatasetSpec, *, progress: bool = True) -> 
     Uses the cached scan (`load_or_build_manifest`), so the app and CLI later open the dataset
     without decoding every image a second time.
     """
-    from forensics.data import LABELS, load_or_build_manifest
+    from forensics.data import LABELS
+    from forensics.scan import load_or_build_manifest
 
     try:
         manifest = load_or_build_manifest(target, progress=progress).manifest

@@ -12,6 +12,8 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +25,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 100 * 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ORIENTATION_TAG = 0x0112  # EXIF
+# IJG's standard luminance quantisation table (JPEG spec, Annex K), row by row: JPEG quality is
+# estimated by finding the quality whose scaled table matches the file's.
+# fmt: off
+_IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+], dtype=float)
+# fmt: on
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
 
@@ -43,19 +60,71 @@ def load_image(
 
     Raises ImageLoadError for empty, truncated, non-image, unsupported or oversized input.
     """
-    data = None if isinstance(source, Image.Image) else _read_bytes(source, max_bytes)
-    if data is not None and data.startswith(PNG_SIGNATURE):
-        _check_png_chunks(data)
+    if isinstance(source, Image.Image):
+        with _decoding_errors(None):
+            return _to_rgb(_checked_frame(source, max_pixels))
+    with _decoded_frame(_read_bytes(source, max_bytes), max_pixels) as frame:
+        return _to_rgb(frame)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a dataset scan records of one image file."""
+
+    width: int  # as `load_image` returns it: after EXIF orientation
+    height: int
+    format: str | None  # PIL's name: JPEG, PNG, WEBP, ...
+    jpeg_quality: int | None  # IJG quality 1-100 estimated from the tables; None if not a JPEG
+
+
+def inspect_image(
+    source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES
+) -> ImageInfo:
+    """Size, format and JPEG quality of `source`, after exactly the checks `load_image` makes.
+
+    The pixels are fully decoded (a truncated or corrupt file fails here, as it would later in
+    `load_image`), but no RGB copy is built: a dataset scan needs the verdict on the file, not
+    its pixels, and skipping the copy roughly doubles its speed on small images.
+    Raises ImageLoadError for everything `load_image` refuses.
+    """
+    if isinstance(source, Image.Image):
+        raise ImageLoadError("inspect_image needs the file (path, bytes or file-like), not pixels")
+    with _decoded_frame(_read_bytes(source, max_bytes), max_pixels) as frame:
+        width, height = frame.size
+        # EXIF orientations 5-8 turn the picture by 90 degrees, as load_image does.
+        if frame.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        return ImageInfo(width, height, frame.format, estimate_jpeg_quality(frame))
+
+
+def estimate_jpeg_quality(image: Image.Image) -> int | None:
+    """IJG quality (1-100) whose luminance table best matches the file's; None if not a JPEG."""
+    tables = getattr(image, "quantization", None)
+    if image.format != "JPEG" or not tables:
+        return None
+    actual = float(np.asarray(tables[min(tables)], dtype=float).sum())
+    # argmin takes the first of equally close qualities, the lowest one.
+    return int(np.argmin(np.abs(_IJG_TABLE_SUMS - actual))) + 1
+
+
+def _ijg_table_sums() -> np.ndarray:
+    """Sum of IJG's luminance table scaled to each quality 1..100 (index 0 is quality 1)."""
+    quality = np.arange(1, 101, dtype=float)[:, None]
+    scale = np.where(quality < 50, 5000 / quality, 200 - 2 * quality)
+    return np.clip(np.floor((_IJG_LUMINANCE * scale + 50) / 100), 1, 255).sum(axis=1)
+
+
+_IJG_TABLE_SUMS = _ijg_table_sums()  # computed once: a scan estimates thousands of files
+
+
+@contextlib.contextmanager
+def _decoding_errors(data: bytes | None) -> Iterator[None]:
+    """Turn whatever PIL raises on bad input into an ImageLoadError that says what is wrong."""
     try:
         with warnings.catch_warnings():
             # PIL warns (then errors) on decompression bombs; our own limit is stricter.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if data is None:
-                return _to_rgb(_checked_frame(source, max_pixels))
-            with Image.open(io.BytesIO(data)) as image:
-                frame = _checked_frame(image, max_pixels)
-                frame.load()
-                return _to_rgb(frame)
+            yield
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -65,6 +134,17 @@ def load_image(
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         # PIL reports truncated/corrupt data as OSError, broken headers as SyntaxError, etc.
         raise ImageLoadError(f"image data is truncated or corrupt ({exc})") from None
+
+
+@contextlib.contextmanager
+def _decoded_frame(data: bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """The checked, fully decoded first frame of `data`, open for the `with` block."""
+    if data.startswith(PNG_SIGNATURE):
+        _check_png_chunks(data)
+    with _decoding_errors(data), Image.open(io.BytesIO(data)) as image:
+        frame = _checked_frame(image, max_pixels)
+        frame.load()
+        yield frame
 
 
 def _describe_unrecognised(data: bytes | None) -> str:

@@ -245,7 +245,8 @@ def _screenshot(page, name: str) -> None:
 
 def _first_image(data: Path, tmp_path: Path) -> Path:
     """A fake image of the dataset as a file to upload (read from inside the zip for CIFAKE)."""
-    from forensics.data import ImageStore, load_or_build_manifest
+    from forensics.data import ImageStore
+    from forensics.scan import load_or_build_manifest
 
     manifest = load_or_build_manifest(data, progress=False).manifest
     member = manifest[manifest["label"] == 1]["path"].iloc[0]

@@ -14,7 +14,8 @@ from conftest import make_image, write_dataset
 
 from forensics import load_detector
 from forensics.cli import main
-from forensics.data import assign_splits, build_manifest, save_splits
+from forensics.data import assign_splits, save_splits
+from forensics.scan import build_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREDICTION_COLUMNS = [

@@ -21,7 +21,6 @@ from forensics.data import (
     ImageStore,
     ManifestDataset,
     assign_splits,
-    build_manifest,
     dataset_fingerprint,
     find_duplicates,
     infer_label_and_split,
@@ -30,6 +29,7 @@ from forensics.data import (
     summarize_manifest,
 )
 from forensics.images import ImageLoadError
+from forensics.scan import build_manifest
 from forensics.transforms import DataConfig, build_eval_transform
 
 SMALL = DataConfig(input_size=16, resize=16)

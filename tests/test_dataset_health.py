@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from forensics.data import build_manifest, estimate_jpeg_quality, find_shortcuts
+from forensics.data import find_shortcuts
+from forensics.images import estimate_jpeg_quality
+from forensics.scan import build_manifest
 from tests.conftest import image_bytes, make_image
 
 

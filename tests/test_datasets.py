@@ -16,8 +16,8 @@ import pytest
 from conftest import make_image
 
 from forensics import datasets
-from forensics.data import build_manifest
 from forensics.datasets import DATASETS, find_layout_root, get_dataset_spec, main
+from forensics.scan import build_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,7 +225,7 @@ def test_no_verify_skips_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     install_fake_kagglehub(monkeypatch, returns=cache)
     scans: list[Path] = []
     monkeypatch.setattr(
-        "forensics.data.load_or_build_manifest", lambda root, **kw: scans.append(root)
+        "forensics.scan.load_or_build_manifest", lambda root, **kw: scans.append(root)
     )
     assert main(["download", "cifake", "--to", str(tmp_path / "data"), "--no-verify"]) == 0
     assert scans == []

@@ -16,11 +16,11 @@ from PIL import Image
 
 from forensics import Detector, Explanation, ImageLoadError, Verdict, load_detector
 from forensics.checkpoint import save_checkpoint
-from forensics.data import build_manifest
 from forensics.evaluation import run_evaluation
 from forensics.explain import CAM_METHODS, SLOW_METHODS, TARGET_INDEPENDENT_METHODS, overlay_heatmap
 from forensics.measure import rss_mb
 from forensics.models import build_model
+from forensics.scan import build_manifest
 
 INPUT_SIZE = 32
 ARCH_CONFIGS = {

@@ -1,5 +1,6 @@
 """Hostile and unusual files (tests/hostile.py) through every entry point: `load_image`,
-`Detector.predict` and `explain`, the CLI and the app's upload. Each gives a verdict where it is
+the dataset scan's `inspect_image`, `Detector.predict` and `explain`, the CLI and the app's
+upload. Each gives a verdict where it is
 a decodable image, or an `ImageLoadError` whose message says what is wrong; nothing else
 escapes, nothing hangs, and decoding stays within a fixed memory budget."""
 
@@ -22,7 +23,7 @@ from forensics import Detector, ImageLoadError, load_detector
 from forensics.checkpoint import save_checkpoint
 from forensics.cli import main as cli_main
 from forensics.data import IMAGE_EXTENSIONS
-from forensics.images import load_image
+from forensics.images import ImageInfo, inspect_image, load_image
 from forensics.models import build_model
 from tests.conftest import image_bytes, make_image
 from tests.hostile import HostileFile, hostile_corpus
@@ -59,6 +60,22 @@ def test_load_image_from_bytes_and_from_a_file(case: HostileFile, tmp_path: Path
             with pytest.raises(ImageLoadError) as info:
                 load_image(source)
             assert len(str(info.value)) > 10  # a reason, not an empty message
+
+
+def _outcome(read, data: bytes) -> tuple[int, int] | str:
+    """The size `read` gives `data` (after EXIF orientation), or its refusal's message."""
+    try:
+        result = read(data)
+    except ImageLoadError as exc:
+        return str(exc)
+    return (result.width, result.height) if isinstance(result, ImageInfo) else result.size
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=IDS)
+def test_the_scan_refuses_exactly_what_load_image_refuses(case: HostileFile) -> None:
+    # A file the scan accepts must load later (in training, in the app), and a file the scan
+    # skips must be one load_image would refuse, for the same reason.
+    assert _outcome(inspect_image, case.data) == _outcome(load_image, case.data)
 
 
 MESSAGES = {
@@ -222,6 +239,7 @@ def test_mutated_jpeg_and_png_give_an_image_or_a_clear_error(data: bytes) -> Non
         assert str(exc)
     else:
         assert image.mode == "RGB" and min(image.size) >= 1
+    assert _outcome(inspect_image, data) == _outcome(load_image, data)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,7 +21,8 @@ from PIL import Image
 
 from forensics import load_detector
 from forensics.checkpoint import DEFAULT_CHECKPOINT, METADATA_FILE
-from forensics.data import ImageStore, build_manifest
+from forensics.data import ImageStore
+from forensics.scan import build_manifest
 
 pytestmark = pytest.mark.integration
 

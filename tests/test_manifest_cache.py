@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import forensics.data as data
+import forensics.scan as data
+from forensics.data import dataset_fingerprint
 from tests.conftest import make_image
 
 
@@ -22,7 +23,7 @@ def test_second_scan_is_served_from_cache(tiny_dataset: Path, tmp_path: Path, mo
     second = data.load_or_build_manifest(tiny_dataset, cache_dir=cache, progress=False)
     pd.testing.assert_frame_equal(first.manifest, second.manifest, check_dtype=False)
     assert second.manifest["split"].isna().all()  # "no split" survives the round trip
-    assert data.dataset_fingerprint(first.manifest) == data.dataset_fingerprint(second.manifest)
+    assert dataset_fingerprint(first.manifest) == dataset_fingerprint(second.manifest)
 
 
 def test_a_changed_dataset_is_scanned_again(tiny_dataset: Path, tmp_path: Path) -> None:

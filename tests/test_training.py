@@ -12,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import forensics.data
+import forensics.scan
 from forensics import load_detector
 from forensics.data import SPLITS
 from tests.conftest import make_image, write_dataset
@@ -268,9 +268,9 @@ def test_resume_with_a_new_learning_rate_applies_it(tiny_dataset: Path, tmp_path
 def test_runs_reuse_the_cached_scan_of_an_unchanged_dataset(tmp_path: Path, monkeypatch) -> None:
     data = write_dataset(tmp_path / "data", per_class=4)
     scans = []
-    real_build = forensics.data.build_manifest
+    real_build = forensics.scan.build_manifest
     monkeypatch.setattr(
-        forensics.data, "build_manifest", lambda *a, **k: scans.append(1) or real_build(*a, **k)
+        forensics.scan, "build_manifest", lambda *a, **k: scans.append(1) or real_build(*a, **k)
     )
     config = {"data": {"root": str(data), "fractions": [0.5, 0.25, 0.25]}, "seed": 0}
     for run in ("first", "second"):

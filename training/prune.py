@@ -40,11 +40,11 @@ from forensics.data import (
     ManifestDataset,
     assign_splits,
     dataset_fingerprint,
-    load_or_build_manifest,
     load_splits,
 )
 from forensics.evaluation import compute_metrics
 from forensics.models import NUM_CLASSES
+from forensics.scan import load_or_build_manifest
 from forensics.transforms import DataConfig, build_eval_transform
 from training.optim import make_optimizer
 from training.train import (

@@ -24,9 +24,10 @@ import yaml
 
 from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
-from forensics.data import load_or_build_manifest, load_splits
+from forensics.data import load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
+from forensics.scan import load_or_build_manifest
 
 DEFAULT_CONFIG_NAME = "training/configs/cifake_resnet18.yaml"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card_cifake.md"

@@ -38,7 +38,6 @@ from forensics.data import (
     assign_splits,
     dataset_fingerprint,
     find_duplicates,
-    load_or_build_manifest,
     load_splits,
     save_splits,
     summarize_manifest,
@@ -54,6 +53,7 @@ from forensics.distributed import (
 )
 from forensics.evaluation import build_predictions_table, compute_metrics, write_evaluation
 from forensics.models import build_model, count_parameters
+from forensics.scan import load_or_build_manifest
 from forensics.transforms import (
     AugmentConfig,
     DataConfig,

@@ -11,15 +11,10 @@ import streamlit as st
 from PIL import Image
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, shipped_checkpoints
-from forensics.data import (
-    Discovery,
-    load_or_build_manifest,
-    load_splits,
-    manifest_cache_folder,
-    read_cached_manifest,
-)
+from forensics.data import Discovery, load_splits
 from forensics.detector import Detector, Explanation, load_detector
 from forensics.explain import SLOW_METHODS
+from forensics.scan import load_or_build_manifest, manifest_cache_folder, read_cached_manifest
 
 CHECKPOINT_KEY = "checkpoint_dir"
 DATASET_KEY = "dataset_root"

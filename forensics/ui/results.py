@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from forensics.data import SPLITS, dataset_fingerprint, default_cache_dir
+from forensics.data import SPLITS, dataset_fingerprint
 from forensics.detector import Detector
 from forensics.evaluation import (
     IncompleteEvaluationError,
@@ -18,6 +18,7 @@ from forensics.evaluation import (
     run_evaluation,
     write_evaluation,
 )
+from forensics.scan import default_cache_dir
 from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
 
 STORED = "Stored evaluation (shipped with the checkpoint)"
