@@ -70,7 +70,7 @@ def _add_engine_option(command: argparse.ArgumentParser) -> None:
         choices=ENGINES,
         default=None,
         help="how verdicts are computed (default: $FORENSICS_ENGINE or fast; "
-        "python -m forensics.bench compares them)",
+        "python -m benchmarks.bench compares them)",
     )
 
 

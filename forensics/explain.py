@@ -8,7 +8,7 @@ While a CAM runs, only the target layer's last parameter requires a gradient: th
 then stops at the target layer instead of running down to the first convolution and filling
 every weight's .grad. The heatmaps are the same (they need the gradient at the target layer's
 output, not the weights'); on ResNet50 Grad-CAM fell from 3.5x to 1.1x one forward pass
-(`python -m forensics.bench`, rows `gradcam (full backward)` and `gradcam`).
+(`python -m benchmarks.bench`, rows `gradcam (full backward)` and `gradcam`).
 """
 
 from __future__ import annotations

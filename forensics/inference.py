@@ -1,6 +1,6 @@
 """Inference engines: how a preprocessed batch becomes logits, chosen by measurement.
 
-`python -m forensics.bench` compares them on this machine; the README's Performance section has
+`python -m benchmarks.bench` compares them on this machine; the README's Performance section has
 its figures from the project's 2-core CPU (the fast engine: 1.06-2.5x the eager path, 0.83-0.97x
 ONNX Runtime on the same model, the same verdicts).
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from forensics.bench import TARGETS, main, render_report, summarize_targets
+from benchmarks.bench import main
+from benchmarks.bench_report import TARGETS, render_report, summarize_targets
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +80,10 @@ def test_targets_are_judged_in_the_right_direction() -> None:
 @pytest.mark.integration
 def test_fast_engine_verdicts_equal_the_baseline_on_the_shared_faces(tmp_path: Path) -> None:
     """On the faces (CIFAKE's 89,080 files would need a 2-minute scan in every fresh cache:
-    `python -m forensics.bench --data ../shared/data` checks its whole test split)."""
+    `python -m benchmarks.bench --data ../shared/data` checks its whole test split)."""
     import os
 
-    from forensics.bench import bench_agreement
+    from benchmarks.bench import bench_agreement
 
     root = os.environ.get("FORENSICS_DATA_ROOT")
     if not root or not (Path(root) / "faces").is_dir():
