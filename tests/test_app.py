@@ -55,6 +55,22 @@ def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
     assert "Overlay PNG (fake)" in downloads and "Overlay PNG (real)" in downloads
 
 
+def test_same_named_uploads_each_get_their_own_verdict(app: AppTest) -> None:
+    # Two cameras' IMG_0001.jpg, and the first one uploaded again: every widget key is built
+    # from something unique per upload, not from the file name.
+    first, second = (image_bytes(make_image(seed, size=32), "JPEG") for seed in (7, 8))
+    app.file_uploader[0].set_value(
+        [(name, data, "image/jpeg") for name, data in
+         (("IMG_0001.jpg", first), ("IMG_0001.jpg", second), ("IMG_0001.jpg", first))]
+    )  # fmt: skip
+    at = app.run()
+    assert not at.exception, at.exception
+    assert len(at.metric) == 3
+    assert [h.value for h in at.subheader] == [f"IMG_0001.jpg ({i} of 3)" for i in (1, 2, 3)]
+    json_buttons = [b for b in at.get("download_button") if b.proto.label.startswith("JSON")]
+    assert len(json_buttons) == 3
+
+
 def test_bad_upload_shows_one_clear_error(app: AppTest) -> None:
     at = upload(app, "notes.jpg", b"this is text, not an image", "image/jpeg")
     assert not at.exception, at.exception

@@ -90,6 +90,32 @@ def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_fil
     page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
 
 
+def test_two_uploads_with_the_same_name_get_two_verdicts(
+    app_url: str, browser_page, upload_file: Path
+) -> None:
+    # Two cameras both write IMG_0001.jpg; before the fix the page stopped with
+    # StreamlitDuplicateElementKey on the second file's download buttons.
+    other = image_bytes(make_image(9, size=32))
+    page = browser_page
+    page.goto(app_url, timeout=60_000)
+    page.get_by_text("Classify an image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(
+        [
+            {"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": data}
+            for data in (upload_file.read_bytes(), other)
+        ]
+    )
+    page.get_by_text("IMG_0001.jpg (2 of 2)").wait_for(timeout=90_000)
+    page.get_by_text("JSON record of this verdict").nth(1).wait_for(timeout=90_000)
+    body = page.inner_text("body")
+    assert "IMG_0001.jpg (1 of 2)" in body
+    assert page.get_by_text("Verdict", exact=True).count() == 2
+    assert page.get_by_text("What the model saw").count() == 2
+    assert "Traceback" not in body and "DuplicateElement" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classify_same_names.png"), full_page=True)
+
+
 def test_several_sessions_at_once_each_get_their_own_verdict(app_url: str, tmp_path: Path) -> None:
     """Four browser sessions upload different images within moments of each other, so the
     server classifies and explains them concurrently with one shared model; each page must show

@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,15 +99,40 @@ def classify_page() -> None:
     if method in TARGET_INDEPENDENT_METHODS:
         st.caption(f"{method} shows the dominant activation pattern; it ignores the target.")
 
-    for name, data in items:
+    for item in upload_items(items):
         st.divider()
-        show_result(detector, name, data, method=method, target=target, opacity=opacity)
+        show_result(detector, item, method=method, target=target, opacity=opacity)
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One file to judge. Two cameras both write IMG_0001.jpg: the name is not an identity."""
+
+    name: str
+    data: bytes
+    sha256: str
+    key: str  # unique among this run's files: widget keys are built from it
+    title: str  # the name, numbered where several files share it
+
+
+def upload_items(items: list[tuple[str, bytes]]) -> list[UploadItem]:
+    """(name, bytes) pairs as UploadItems with unique widget keys and distinguishable titles."""
+    counts = Counter(name for name, _ in items)
+    seen: Counter[str] = Counter()
+    result = []
+    for index, (name, data) in enumerate(items):
+        seen[name] += 1
+        sha256 = hashlib.sha256(data).hexdigest()
+        title = name if counts[name] == 1 else f"{name} ({seen[name]} of {counts[name]})"
+        result.append(UploadItem(name, data, sha256, f"{index}-{sha256[:16]}", title))
+    return result
 
 
 def show_result(
-    detector: Detector, name: str, data: bytes, *, method: str, target: str, opacity: float
+    detector: Detector, item: UploadItem, *, method: str, target: str, opacity: float
 ) -> None:
-    st.subheader(name)
+    name, data = item.name, item.data
+    st.subheader(item.title)
     try:
         image = load_image(data)
     except ImageLoadError as exc:
@@ -128,7 +155,11 @@ def show_result(
         delta_color="off",
         delta_arrow="off",
     )
-    right.plotly_chart(plot_probability(verdict.prob_fake, verdict.threshold), width="stretch")
+    right.plotly_chart(
+        plot_probability(verdict.prob_fake, verdict.threshold),
+        width="stretch",
+        key=f"probability-{item.key}",  # the same file uploaded twice draws the same chart
+    )
     warning = detector.domain_warning(image)
     if warning:
         st.warning(warning)
@@ -151,11 +182,11 @@ def show_result(
             png_bytes(enlarge(overlay)),
             file_name=f"{Path(name).stem}_{method}_{explanation.target}.png",
             mime="image/png",
-            key=f"png-{name}-{explanation.target}",
+            key=f"png-{item.key}-{explanation.target}",
         )
     record = {
         "file": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": item.sha256,
         "checkpoint": str(detector.checkpoint_dir),
         "checkpoint_id": detector.checkpoint_id,
         "threshold": verdict.threshold,
@@ -170,7 +201,7 @@ def show_result(
         json.dumps(record, indent=2),
         file_name=f"{Path(name).stem}_verdict.json",
         mime="application/json",
-        key=f"json-{name}",
+        key=f"json-{item.key}",
     )
 
 
