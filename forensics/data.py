@@ -89,6 +89,17 @@ class ImageStore:
             return self._zip(self.root / archive).read(member)
         return (self.root / rel_path).read_bytes()
 
+    def contains(self, rel_path: str) -> bool:
+        """Whether `rel_path` is a file under the root (a member, for paths inside a zip)."""
+        archive, member = (None, rel_path) if self.root.is_file() else _split_archive_path(rel_path)
+        if archive is None and not self.root.is_file():
+            return (self.root / rel_path).is_file()
+        try:
+            self._zip(self.root if archive is None else self.root / archive).getinfo(member)
+        except (OSError, KeyError, zipfile.BadZipFile):  # no such member, or no such archive
+            return False
+        return True
+
     def load_image(self, rel_path: str) -> Image.Image:
         """Decoded RGB image; ImageLoadError if unreadable or missing."""
         try:

@@ -234,6 +234,65 @@ def test_error_browser_filters_and_shows_heatmaps(environment) -> None:
     assert f"among {test_rows} images" in summary
 
 
+@pytest.mark.parametrize("script", [_errors_script, _evaluation_script], ids=["errors", "eval"])
+def test_stored_results_against_another_dataset_say_so_once(
+    environment, monkeypatch, tmp_path, script
+) -> None:
+    # The sidebar's folder is another dataset: the stored paths must not be read from it.
+    other = write_dataset(tmp_path / "sdcoco", per_class=3)
+    monkeypatch.setenv("FORENSICS_DATASET", str(other))
+    at = _run(script)
+    at.radio[0].set_value(STORED).run()
+    assert not at.exception, at.exception
+    (warning,) = at.warning  # one sentence, no box per unreadable file
+    assert "The stored evaluation was made on data (20 images, fingerprint" in warning.value
+    assert f"({other}) is not that dataset" in warning.value
+    assert "set the dataset folder in the sidebar to data" in warning.value
+    assert ON_DATASET in warning.value
+    assert not [w for w in at.warning if "Cannot read" in w.value]
+    if script is _errors_script:
+        assert not at.info and not at.image  # the rows, without thumbnails or a second note
+        assert len(at.dataframe[0].value) > 0
+        assert "Detail" not in [h.value for h in at.subheader]
+    else:
+        assert at.dataframe[0].value["metric"].iloc[0] == "Accuracy"  # figures still shown
+
+
+def test_stored_results_on_their_own_dataset_show_thumbnails(environment) -> None:
+    at = _run(_errors_script)
+    at.radio[0].set_value(STORED).run()
+    assert not at.warning and at.image
+
+
+def test_stored_results_without_a_folder_name_the_dataset_they_need(
+    environment, monkeypatch
+) -> None:
+    monkeypatch.setenv("FORENSICS_DATASET", "")
+    at = _run(_errors_script)
+    at.radio[0].set_value(STORED).run()
+    (info,) = at.info
+    assert info.value.startswith("Thumbnails and heatmaps need the images of data (20 images")
+
+
+def test_the_mismatch_message_offers_the_download_of_a_public_dataset(tmp_path) -> None:
+    from forensics.ui.results import evaluated_dataset, mismatch_message
+
+    # A checkpoint published before evaluations recorded their dataset: model.json tells.
+    counts = {"test": {"real": 2, "fake": 1}, "train": {"real": 5}}
+    metadata = {
+        "dataset": {"root": "../shared/data/cifake", "fingerprint": "6b7bc121", "counts": counts}
+    }
+    dataset = evaluated_dataset({"split": "test"}, metadata)
+    assert dataset == {"name": "cifake", "files": 8, "fingerprint": "6b7bc121"}
+    message = mismatch_message(dataset, tmp_path, missing=2, total=3)
+    assert "2 of the 3 evaluated images are missing there" in message
+    assert "`python -m forensics.datasets download cifake --to DIR`" in message
+    assert evaluated_dataset({}, {})["name"] is None
+    assert "the checkpoint's training data" in mismatch_message(
+        evaluated_dataset({}, {}), tmp_path, missing=3, total=3
+    )
+
+
 def test_error_selection_logic() -> None:
     from forensics.ui.errors import classify_rows, select_rows
 

@@ -181,6 +181,18 @@ def test_store_over_folder_with_zip(tmp_path: Path) -> None:
     assert store.load_image("cifake.zip/test/FAKE/y.png").mode == "RGB"
 
 
+def test_store_contains_files_and_zip_members(tmp_path: Path) -> None:
+    _write(tmp_path, {"real/a.png": _png(1)})
+    _zip(tmp_path / "set.zip", {"test/FAKE/b.png": _png(2)})
+    store = ImageStore(tmp_path)
+    assert store.contains("real/a.png") and store.contains("set.zip/test/FAKE/b.png")
+    assert not store.contains("real/missing.png")
+    assert not store.contains("set.zip/test/FAKE/missing.png")
+    assert not store.contains("other.zip/test/FAKE/b.png")  # no such archive
+    direct = ImageStore(tmp_path / "set.zip")
+    assert direct.contains("test/FAKE/b.png") and not direct.contains("real/a.png")
+
+
 # --------------------------------------------------------------------------------------------
 # build_manifest
 # --------------------------------------------------------------------------------------------

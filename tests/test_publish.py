@@ -51,6 +51,14 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     detector = load_detector(dest)
     assert metrics["checkpoint_id"] == detector.checkpoint_id
     assert detector.metadata["metrics"]["test"]["accuracy"] == metrics["accuracy"]
+    # Each stored evaluation names its dataset, so the app can tell another folder from it.
+    assert metrics["dataset"] == {
+        "name": "data",
+        "files": 20,
+        "fingerprint": detector.metadata["dataset"]["fingerprint"],
+    }
+    ood_metrics = json.loads((dest / "eval" / "ood_other" / "metrics.json").read_text())
+    assert ood_metrics["dataset"]["name"] == "other" and ood_metrics["dataset"]["files"] == 6
 
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"{100 * metrics['accuracy']:.2f}%" in card

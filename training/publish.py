@@ -24,7 +24,7 @@ import yaml
 
 from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
-from forensics.data import load_splits
+from forensics.data import dataset_fingerprint, load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
 from forensics.scan import load_or_build_manifest
@@ -59,7 +59,7 @@ def publish(
     manifest = load_splits(load_or_build_manifest(root).manifest, dest / "splits.csv.gz")
     test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
     table, metrics = run_evaluation(detector, root, test_rows, batch_size=batch_size)
-    metrics["split"] = "test"
+    metrics.update(split="test", dataset=describe_dataset(root, manifest))
     write_evaluation(dest / "eval", table, metrics)
 
     ood_results = {}
@@ -68,7 +68,7 @@ def publish(
         ood_table, ood_metrics = run_evaluation(
             detector, folder, ood_manifest, batch_size=batch_size
         )
-        ood_metrics["split"] = "all"
+        ood_metrics.update(split="all", dataset=describe_dataset(folder, ood_manifest))
         write_evaluation(dest / "eval" / f"ood_{folder.name}", ood_table, ood_metrics)
         ood_results[folder.name] = ood_metrics
 
@@ -94,6 +94,12 @@ def publish(
         f"on {metrics['n']} images"
     )
     return metrics
+
+
+def describe_dataset(root: Path, manifest: pd.DataFrame) -> dict[str, Any]:
+    """What a stored evaluation records of its dataset, so the app can tell whether the folder a
+    user sets is that dataset (and, if not, name the one it needs)."""
+    return {"name": root.name, "files": len(manifest), "fingerprint": dataset_fingerprint(manifest)}
 
 
 def _pct(value: float | None) -> str:

@@ -17,7 +17,6 @@ from forensics.detector import Detector
 from forensics.explain import CAM_METHODS
 from forensics.images import ImageLoadError
 from forensics.ui.common import (
-    NO_DATASET_HINT,
     enlarge,
     explain_cached,
     explain_many_cached,
@@ -116,7 +115,8 @@ def errors_page() -> None:
         st.info("Nothing matches these filters.")
         return
     if results.root is None or not results.root.exists():
-        st.info("Thumbnails and heatmaps need the images. " + NO_DATASET_HINT)
+        if results.images_hint:
+            st.info(results.images_hint)
         st.dataframe(chosen, hide_index=True)
         return
     pages = math.ceil(len(chosen) / PAGE_SIZE)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from forensics.data import SPLITS, dataset_fingerprint
+from forensics.data import SPLITS, ImageStore, dataset_fingerprint
 from forensics.detector import Detector
 from forensics.evaluation import (
     IncompleteEvaluationError,
@@ -34,9 +34,11 @@ SPLIT_CHOICE = "results_split"
 class Results:
     table: pd.DataFrame  # forensics.evaluation.build_predictions_table's columns
     metrics: dict
-    root: Path | None  # the dataset root the table's paths are relative to, when known
+    root: Path | None  # the dataset root holding the table's images; None where none does
     description: str
     rows: pd.DataFrame | None = None  # the manifest rows evaluated, when run on a dataset
+    # Where root is None: what to do to see the images ("" where the page already said it).
+    images_hint: str = NO_DATASET_HINT
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -120,9 +122,96 @@ def choose_results(detector: Detector, *, key: str) -> Results | None:
             st.error(f"The stored evaluation cannot be shown: {exc}")
             return None
         split = metrics.get("split", "test")
-        # Paths are relative to the dataset root, which the sidebar supplies for thumbnails.
-        return Results(table, metrics, root, f"stored evaluation, {split} split")
+        description = f"stored evaluation, {split} split"
+        # Paths are relative to the dataset root, which the sidebar supplies for thumbnails,
+        # provided the folder set there is the dataset the evaluation was made on.
+        dataset = evaluated_dataset(metrics, detector.metadata)
+        if root is None:
+            return Results(table, metrics, None, description, images_hint=hint_for(dataset))
+        missing = count_missing(root, stored, table)
+        if missing:
+            st.warning(mismatch_message(dataset, root, missing=missing, total=len(table)))
+            return Results(table, metrics, None, description, images_hint="")
+        return Results(table, metrics, root, description)
     return _results_on_dataset(detector, key=key)
+
+
+def evaluated_dataset(metrics: dict, checkpoint_metadata: dict) -> dict:
+    """{name, files, fingerprint} of the dataset a stored evaluation was made on: recorded with
+    it by training.publish, else (older checkpoints) the checkpoint's training dataset, whose
+    test split the stored evaluation is."""
+    recorded = metrics.get("dataset") or {}
+    trained = checkpoint_metadata.get("dataset") or {}
+    counts = trained.get("counts") or {}
+    root = trained.get("root")
+    return {
+        "name": recorded.get("name") or (Path(root).name if root else None),
+        "files": recorded.get("files")
+        or sum(int(n) for per_class in counts.values() for n in per_class.values())
+        or None,
+        "fingerprint": recorded.get("fingerprint") or trained.get("fingerprint"),
+    }
+
+
+def _describe_dataset(dataset: dict) -> str:
+    name = dataset["name"] or "the checkpoint's training data"
+    details = [f"{dataset['files']:,} images" if dataset["files"] else None]
+    details.append(f"fingerprint {dataset['fingerprint']}" if dataset["fingerprint"] else None)
+    details = [d for d in details if d]
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def _what_to_do(dataset: dict) -> str:
+    """How to get the images: the folder, the download command where the dataset is public."""
+    from forensics.datasets import DATASETS
+
+    name = dataset["name"]
+    steps = [f"set the dataset folder in the sidebar to {name or 'that dataset'}"]
+    if name in DATASETS:
+        steps.append(f"download it with `python -m forensics.datasets download {name} --to DIR`")
+    return ", ".join(steps)
+
+
+def hint_for(dataset: dict) -> str:
+    """Where no folder is set: which images the thumbnails need and how to get them."""
+    return (
+        f"Thumbnails and heatmaps need the images of {_describe_dataset(dataset)}, the dataset "
+        f"this evaluation was made on: {_what_to_do(dataset)}."
+    )
+
+
+def mismatch_message(dataset: dict, root: Path, *, missing: int, total: int) -> str:
+    """One sentence: the folder set is not the stored evaluation's dataset, and what to do."""
+    found = (
+        f"none of the {total:,} evaluated images is there"
+        if missing == total
+        else f"{missing:,} of the {total:,} evaluated images are missing there"
+    )
+    return (
+        f"The stored evaluation was made on {_describe_dataset(dataset)}, and the dataset folder "
+        f"set in the sidebar ({root}) is not that dataset ({found}): {_what_to_do(dataset)}, or "
+        f'choose "{ON_DATASET}" above to evaluate the folder that is set. The rows below are '
+        "shown without thumbnails."
+    )
+
+
+def count_missing(root: Path, stored: Path, table: pd.DataFrame) -> int:
+    """How many of the stored evaluation's images are not under `root` (memoised per folder
+    and stored evaluation: the evaluation page reruns on every slider move)."""
+    try:
+        stamps = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (root, stored))
+    except OSError:
+        return len(table)
+    return _count_missing(str(root), str(stored), stamps, table)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _count_missing(root: str, stored: str, stamps: tuple, _table: pd.DataFrame) -> int:
+    try:
+        store = ImageStore(root)
+    except (OSError, ValueError):  # gone, or a file that is not a zip
+        return len(_table)
+    return sum(not store.contains(path) for path in _table["path"])
 
 
 def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
