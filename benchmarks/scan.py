@@ -6,9 +6,9 @@ SHA-256-hashes and fully decodes the same files, side by side in one run.
 The first `--files` image files of the dataset (in path order) are copied into one stored
 (uncompressed) zip in a temporary folder, as CIFAKE itself is stored, so both contenders read
 exactly the same bytes the same way. Each is timed in interleaved rounds (median of three), and
-the scan also in one process, to show what the process pool buys. Prints a Markdown table and
-writes OUT/scan_bench.json. The target (issue 13) is a ratio of at least 1.0: the scan, with all
-its checks, no slower than the bare loop.
+the scan also in one process, to show what the process pool buys; then the whole dataset is
+scanned once. Prints a Markdown table and writes OUT/scan_bench.json. The target (issue 13) is a
+ratio of at least 1.0: the scan, with all its checks, no slower than the bare loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def plain_loop(root: Path) -> int:
     for rel in paths:
         data = store.read_bytes(rel)
         hashlib.sha256(data).hexdigest()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):  # a bad file costs its read, as in the scan
+            continue
     return len(paths)
 
 
@@ -72,6 +76,9 @@ def run(data: Path, files: int) -> dict:
             rounds=3,
             seconds_per_round=0.0,  # one call per round: each call is a whole scan
         )
+    started = time.perf_counter()
+    whole = len(build_manifest(data, progress=False).manifest)  # the whole dataset, once
+    whole_seconds = time.perf_counter() - started
     rates = {name: count / value for name, value in seconds.items()}
     plain = rates["plain loop (read + sha256 + decode)"]
     return {
@@ -83,6 +90,7 @@ def run(data: Path, files: int) -> dict:
         "ratio": rates["build_manifest"] / plain,
         "ratio_one_process": rates["build_manifest, one process"] / plain,
         "target_ratio": TARGET_RATIO,
+        "whole_dataset": {"images": whole, "seconds": whole_seconds},
     }
 
 
@@ -98,7 +106,12 @@ def render(result: dict) -> str:
     for name, rate in result["files_per_s"].items():
         lines.append(f"| {name} | {rate:,.0f} | {rate / plain:.2f}x |")
     met = "met" if result["ratio"] >= result["target_ratio"] else "MISSED"
-    lines += ["", f"Target: build_manifest >= {result['target_ratio']:.1f}x the plain loop: {met}."]
+    whole = result["whole_dataset"]
+    lines += [
+        "",
+        f"Target: build_manifest >= {result['target_ratio']:.1f}x the plain loop: {met}.",
+        f"The whole dataset: {whole['images']:,} images scanned in {whole['seconds']:.1f} s.",
+    ]
     return "\n".join(lines)
 
 

@@ -122,3 +122,20 @@ def test_inspect_image_needs_the_file_not_pixels() -> None:
     with pytest.raises(ImageLoadError, match="needs the file"):
         inspect_image(make_image(1))
     assert inspect_image(image_bytes(make_image(1), "PNG")).jpeg_quality is None
+
+
+def test_the_scan_benchmark_reports_both_rates_and_the_ratio(
+    mixed_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    import json
+
+    from benchmarks.scan import main
+
+    assert main(["--data", str(mixed_dataset), "--files", "12", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "scan_bench.json").read_text())
+    assert result["files"] == 12 and len(result["files_per_s"]) == 3
+    assert all(rate > 0 for rate in result["files_per_s"].values())
+    plain = result["files_per_s"]["plain loop (read + sha256 + decode)"]
+    assert result["ratio"] == pytest.approx(result["files_per_s"]["build_manifest"] / plain)
+    assert result["whole_dataset"]["images"] == 32  # every readable image under real/fake
+    assert "Target: build_manifest >= 1.0x the plain loop" in capsys.readouterr().out
