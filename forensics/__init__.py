@@ -3,8 +3,8 @@
 Public API::
 
     from forensics import load_detector
-    det = load_detector()              # the shipped default checkpoint
-    det.predict("photo.jpg")           # Verdict(label, prob_fake, threshold)
+    det = load_detector()              # the shipped default checkpoint ("auto": chosen per image)
+    det.predict("photo.jpg")           # Verdict(decision, reasons, label, prob_fake, ...)
     det.explain("photo.jpg", method="gradcam", target="predicted")  # Explanation
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = [
+    "AutoDetector",
     "CheckpointError",
     "Detector",
     "Explanation",
@@ -29,7 +30,8 @@ _LAZY = {
     "Explanation": "forensics.detector",
     "ImageLoadError": "forensics.images",
     "Verdict": "forensics.detector",
-    "load_detector": "forensics.detector",
+    "load_detector": "forensics.router",
+    "AutoDetector": "forensics.router",
 }
 
 

@@ -80,6 +80,18 @@ def save_checkpoint(
     return directory
 
 
+def update_metadata(directory: str | Path, metadata: Mapping[str, Any]) -> None:
+    """Replace a checkpoint's `model.json` (atomically) without touching its weights: for
+    records added after training, such as the trust profile. The weights' recorded hash must
+    still match the file."""
+    directory = Path(directory)
+    meta = dict(metadata)
+    validate_metadata(meta)
+    if meta.get("weights_sha256") != file_sha256(directory / WEIGHTS_FILE):
+        raise CheckpointError(f"{directory}: the metadata does not belong to these weights")
+    write_text_atomic(directory / METADATA_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+
+
 def read_metadata(directory: str | Path) -> dict[str, Any]:
     """The validated `model.json` of a checkpoint directory."""
     directory = Path(directory)

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         default=None,
-        help="checkpoint directory (default: the shipped model)",
+        help="checkpoint directory (default: the shipped model), or auto: per image, the "
+        "shipped model whose training domain fits it",
     )
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_engine_option(predict)
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    evaluate.add_argument(
+        "--no-stability",
+        action="store_true",
+        help="skip the stability check (five times less work; decisions then ignore it)",
+    )
     _add_engine_option(evaluate)
     return parser
 
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load(checkpoint: Path | None, engine: str | None = None):
     from forensics.checkpoint import CheckpointError
-    from forensics.detector import load_detector
+    from forensics.router import load_detector
 
     try:
         return load_detector(checkpoint, engine=engine)
@@ -116,21 +122,25 @@ def run_predict(args: argparse.Namespace) -> int:
                 print(f"{path}: error: {exc}", file=sys.stderr)
             continue
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        **verdict.to_dict(),
-                        "checkpoint_id": detector.checkpoint_id,
-                    }
-                )
-            )
+            print(json.dumps({"path": str(path), **verdict.to_dict()}))
         else:
-            print(
-                f"{path}: {verdict.label} (prob_fake {verdict.prob_fake:.4f}, "
-                f"threshold {verdict.threshold:.2f})"
-            )
+            print(describe_verdict(path, verdict))
     return 1 if failures else 0
+
+
+def describe_verdict(path: Path, verdict) -> str:
+    """One line: the decision, the scores behind it and its first reason."""
+    line = (
+        f"{path}: {verdict.decision} (P(fake) {verdict.prob_fake:.4f}, raw "
+        f"{verdict.prob_fake_raw:.4f}, threshold {verdict.threshold:.2f}, "
+        f"checkpoint {verdict.checkpoint or '?'})"
+    )
+    if verdict.reasons:
+        line += f": {verdict.reasons[0]}"
+        more = len(verdict.reasons) - 1
+        if more:
+            line += f" (and {more} more: --json lists them)"
+    return line
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -144,7 +154,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shard_indices,
         shutdown_distributed,
     )
-    from forensics.evaluation import predict_rows, summarize_predictions, write_evaluation
+    from forensics.evaluation import (
+        manifest_infos,
+        score_rows,
+        summarize_verdicts,
+        write_evaluation,
+    )
     from forensics.scan import load_or_build_manifest
 
     if args.split != "all" and args.split not in SPLITS:
@@ -176,29 +191,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
     setup = init_distributed(torch.device("cpu"))
     try:
         mine = shard_indices(len(manifest), setup)
-        prob_fake = predict_rows(
+        margins, features = score_rows(
             detector,
             args.data,
             manifest.iloc[mine],
             batch_size=args.batch_size,
             num_workers=args.workers,
+            stability=not args.no_stability,
             progress=setup.is_main,
         )
-        order, prob_fake = gather_arrays(setup, np.asarray(mine, dtype=np.int64), prob_fake)
+        order, margins, features = gather_arrays(
+            setup, np.asarray(mine, dtype=np.int64), margins, features
+        )
     finally:
         shutdown_distributed(setup)
     if not setup.is_main:
         return 0
-    merged = np.empty(len(manifest), dtype=prob_fake.dtype)
-    merged[order] = prob_fake
-    table, metrics = summarize_predictions(detector, manifest, merged)
+    merged_margins = np.empty_like(margins)
+    merged_margins[order] = margins
+    merged_features = np.empty_like(features)
+    merged_features[order] = features
+    verdicts = detector.verdicts_from_scores(
+        merged_margins, merged_features, manifest_infos(manifest)
+    )
+    table, metrics = summarize_verdicts(detector, manifest, verdicts)
     metrics["split"] = args.split
     write_evaluation(args.out, table, metrics)
     if not discovery.skipped.empty:
         discovery.skipped.to_csv(args.out / "skipped.csv", index=False)
-    auc = metrics["roc_auc"]
+    auc, answered = metrics["roc_auc"], metrics["selective_accuracy"]
     print(
         f"{metrics['n']} images: accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f}, "
-        f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'} -> {args.out}"
+        f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; answered "
+        f"{metrics['coverage']:.1%}, accuracy on the answered "
+        f"{'n/a' if answered is None else f'{answered:.4f}'}, confident-wrong "
+        f"{metrics['confident_wrong_rate']:.1%} -> {args.out}"
     )
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch import nn
 
 from forensics.checkpoint import (
     DEFAULT_CHECKPOINT,
+    CheckpointError,
     data_config_from_metadata,
     load_checkpoint,
 )
@@ -33,34 +34,81 @@ from forensics.explain import (
     compute_cam,
     overlay_heatmap,
 )
-from forensics.images import ImageSource, load_image
+from forensics.images import ImageInfo, ImageSource, read_image
 from forensics.inference import build_engine
-from forensics.labels import CLASS_INDEX, LABEL_NAMES
-from forensics.models import get_cam_target_layer
+from forensics.labels import CLASS_INDEX
+from forensics.models import NUM_CLASSES, LogitsAndFeatures, get_cam_target_layer
+from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.transforms import (
     build_eval_geometry,
     build_eval_transform,
-    describe_resampling,
     normalize_batch,
     to_display,
 )
+from forensics.trust import (
+    Judgement,
+    TrustProfile,
+    TrustProfileError,
+    judge_many,
+    load_trust_profile,
+)
+from forensics.trust.calibration import sigmoid
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """`label` is "fake" when `prob_fake >= threshold`, else "real"."""
+    """What a checkpoint makes of one image.
+
+    `decision` ("real", "fake" or "unsure") is what every user-facing surface shows, with its
+    `reasons` in plain words (empty for a confident answer). `label` is the thresholded call
+    ("fake" when `prob_fake >= threshold`), `prob_fake` the calibrated probability and
+    `prob_fake_raw` the model's own softmax. `perturbed` holds the calibrated scores under the
+    stability check's changes, when it ran; `checkpoint` names the folder used.
+    """
 
     label: str
     prob_fake: float
     threshold: float
+    decision: str = ""  # defaults to `label` (a Verdict made without trust checks)
+    reasons: tuple[str, ...] = ()
+    prob_fake_raw: float | None = None
+    checkpoint: str = ""
+    checkpoint_id: str = ""
+    perturbed: Mapping[str, float] = field(default_factory=dict)
+    feature_distance: float | None = None
+    # Set by the automatic choice: "chosen" (the checkpoint's domain fits the image) or
+    # "nearest" (none fits; the score is the nearest checkpoint's, not a verdict).
+    routing: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.decision:
+            object.__setattr__(self, "decision", self.label)
+        if self.prob_fake_raw is None:
+            object.__setattr__(self, "prob_fake_raw", self.prob_fake)
 
     @property
     def confidence(self) -> float:
         """Probability of the class the verdict names, in [0.5, 1] at the default threshold."""
         return self.prob_fake if self.label == "fake" else 1.0 - self.prob_fake
 
+    @property
+    def answered(self) -> bool:
+        return self.decision != "unsure"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "prob_fake": self.prob_fake, "threshold": self.threshold}
+        return {
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "label": self.label,
+            "prob_fake": self.prob_fake,
+            "prob_fake_raw": self.prob_fake_raw,
+            "threshold": self.threshold,
+            "checkpoint": self.checkpoint,
+            "checkpoint_id": self.checkpoint_id,
+            "perturbed": dict(self.perturbed),
+            "feature_distance": self.feature_distance,
+            "routing": self.routing,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,11 +124,11 @@ class Explanation:
 
 
 class Detector:
-    """A model plus the preprocessing and threshold its checkpoint records.
+    """A model plus the preprocessing, threshold and trust profile its checkpoint records.
 
-    `engine` ("fast", "eager" or "onnxruntime", see `forensics.inference`) gives the verdicts.
-    The fast and ONNX engines hold a frozen copy of the weights: build a new Detector after
-    changing the model's weights.
+    `engine` ("fast", "eager" or "onnxruntime", see `forensics.inference`) gives the verdicts;
+    every engine holds its own copy of the weights, so build a new Detector after changing the
+    model's. `trust` (None: the checkpoint has none) turns scores into decisions.
     """
 
     def __init__(
@@ -91,59 +139,158 @@ class Detector:
         checkpoint_dir: Path | None = None,
         checkpoint_id: str = "",
         engine: str = "fast",
+        trust: TrustProfile | None = None,
     ) -> None:
         self.model = model.eval()
         self.metadata = metadata
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_id = checkpoint_id
+        self.trust = trust
         self.data_config = data_config_from_metadata(metadata)
         self.threshold = float(metadata.get("threshold", 0.5))
         self.transform = build_eval_transform(self.data_config)
         self.geometry = build_eval_geometry(self.data_config)  # uint8, for batches of files
         self.target_layer = get_cam_target_layer(model)
         size = int(self.data_config.input_size)
-        self.engine = build_engine(engine, self.model, (1, 3, size, size))
+        # The engine gives the logits and the penultimate features in one pass. It is warmed up
+        # on one image with its stability copies: the batch every single verdict runs.
+        scorer = LogitsAndFeatures(self.model).eval()
+        views = 1 + len(STABILITY_PERTURBATIONS)
+        self.engine = build_engine(engine, scorer, (views, 3, size, size))
         self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's folder name, as every output names the model used."""
+        return self.checkpoint_dir.name if self.checkpoint_dir is not None else ""
+
+    @property
+    def trust_id(self) -> str:
+        """Changes when the trust profile is refitted (cached decisions must be redone)."""
+        return self.trust.trust_id if self.trust is not None else "none"
 
     # ---------------------------------------------------------------- verdicts
 
-    def predict(self, image: ImageSource) -> Verdict:
-        return self.predict_batch([image], batch_size=1)[0]
+    def predict(self, image: ImageSource, *, stability: bool = True) -> Verdict:
+        """The verdict on one image with every check (stability included, by default)."""
+        return self.predict_batch([image], batch_size=1, stability=stability)[0]
 
     def predict_batch(
         self,
         images: Sequence[ImageSource],
         batch_size: int = 32,
         *,
+        stability: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Verdict]:
-        """Verdicts for many images, `batch_size` at a time. Raises ImageLoadError on the first
+        """Verdicts for many images, `batch_size` at a time. `stability` also scores each image's
+        perturbed copies (five passes instead of one). Raises ImageLoadError on the first
         unreadable image; `progress(done, total)` is called after each batch."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         verdicts: list[Verdict] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            batch = torch.stack([self.geometry(load_image(img)) for img in chunk])
-            verdicts += [self._verdict(p) for p in self.predict_pixels(batch)]
+            loaded = [read_image(image) for image in images[start : start + batch_size]]
+            verdicts += self.judge_images(
+                [rgb for rgb, _ in loaded], [info for _, info in loaded], stability=stability
+            )
             if progress is not None:
                 progress(len(verdicts), len(images))
         return verdicts
 
+    def judge_images(
+        self, rgbs: Sequence[Image.Image], infos: Sequence[ImageInfo | None], *, stability: bool
+    ) -> list[Verdict]:
+        """Verdicts for decoded RGB images and what their files were (None: unknown)."""
+        views = [self.stability_views(rgb) if stability else [rgb] for rgb in rgbs]
+        pixels = torch.stack([self.geometry(view) for group in views for view in group])
+        return self.judge_pixels(pixels, infos, views_per_image=len(views[0]) if views else 1)
+
+    def stability_views(self, rgb: Image.Image) -> list[Image.Image]:
+        """The image, then its copies under the stability check's changes. A large image is
+        first reduced to four times the model's input scale: the model resizes it anyway, and
+        a 12 MP re-save would cost more than the verdict."""
+        limit = 4 * int(self.data_config.resize)
+        working = rgb
+        if min(rgb.size) > limit:
+            factor = limit / min(rgb.size)
+            working = rgb.resize(
+                (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
+                Image.Resampling.BILINEAR,
+                reducing_gap=2.0,
+            )
+        return [rgb, *(change(working) for change in STABILITY_PERTURBATIONS.values())]
+
+    def judge_pixels(
+        self,
+        pixels: torch.Tensor,
+        infos: Sequence[ImageInfo | None],
+        *,
+        views_per_image: int = 1,
+    ) -> list[Verdict]:
+        """Verdicts from a uint8 batch (N * views_per_image, 3, H, W) from `self.geometry`: each
+        image's own view, then (when views_per_image > 1) its STABILITY_PERTURBATIONS copies."""
+        margins, features = self.score_pixels(pixels)
+        margins = margins.reshape(len(infos), views_per_image)
+        features = features.reshape(len(infos), views_per_image, -1)[:, 0]
+        return self.verdicts_from_scores(margins, features, infos)
+
+    def verdicts_from_scores(
+        self, margins: np.ndarray, features: np.ndarray, infos: Sequence[ImageInfo | None]
+    ) -> list[Verdict]:
+        """Verdicts from each image's margins (N, V): its own view first, then (V > 1) its
+        STABILITY_PERTURBATIONS copies in order; its features (N, D); what its file was."""
+        margins = np.asarray(margins, dtype=np.float64).reshape(len(infos), -1)
+        names = list(STABILITY_PERTURBATIONS) if margins.shape[1] > 1 else []
+        judgements = judge_many(
+            self.trust,
+            margins=margins[:, 0],
+            threshold=self.threshold,
+            infos=infos,
+            features=features,
+            perturbed_margins=[dict(zip(names, row[1:], strict=True)) for row in margins],
+        )
+        return [self._verdict(j) for j in judgements]
+
+    def score_pixels(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Margins (N,) = logit_fake - logit_real and penultimate features (N, D) for a uint8
+        batch (N, 3, H, W) from `self.geometry`."""
+        return self.score_tensor(normalize_batch(batch, self.data_config))
+
+    def score_tensor(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """`score_pixels` for a preprocessed batch."""
+        with self._lock:
+            output = self.engine(batch).float().numpy()
+        logits = output[:, :NUM_CLASSES]
+        margin = logits[:, CLASS_INDEX["fake"]] - logits[:, CLASS_INDEX["real"]]
+        return margin.astype(np.float64), output[:, NUM_CLASSES:]
+
     def predict_pixels(self, batch: torch.Tensor) -> np.ndarray:
-        """prob_fake (N,) for a uint8 batch (N, 3, H, W) from `self.geometry`."""
-        return self.predict_tensor(normalize_batch(batch, self.data_config))
+        """Calibrated prob_fake (N,) for a uint8 batch from `self.geometry` (no decisions)."""
+        return self.calibrated(self.score_pixels(batch)[0])
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """prob_fake (N,) for a preprocessed batch (N, 3, H, W)."""
-        with self._lock:
-            logits = self.engine(batch)
-        return torch.softmax(logits.float(), dim=1)[:, CLASS_INDEX["fake"]].numpy()
+        """Calibrated prob_fake (N,) for a preprocessed batch (no decisions)."""
+        return self.calibrated(self.score_tensor(batch)[0])
 
-    def _verdict(self, prob_fake: float) -> Verdict:
-        prob_fake = float(prob_fake)
-        label = LABEL_NAMES[int(prob_fake >= self.threshold)]
-        return Verdict(label=label, prob_fake=prob_fake, threshold=self.threshold)
+    def calibrated(self, margins: np.ndarray) -> np.ndarray:
+        if self.trust is None:
+            return sigmoid(margins)
+        return self.trust.calibrate(margins)
+
+    def _verdict(self, judgement: Judgement) -> Verdict:
+        return Verdict(
+            label=judgement.label,
+            prob_fake=judgement.prob_fake,
+            threshold=self.threshold,
+            decision=judgement.decision,
+            reasons=judgement.reasons,
+            prob_fake_raw=judgement.prob_fake_raw,
+            checkpoint=self.name,
+            checkpoint_id=self.checkpoint_id,
+            perturbed=judgement.perturbed,
+            feature_distance=judgement.feature_distance,
+        )
 
     # ---------------------------------------------------------------- explanations
 
@@ -179,9 +326,10 @@ class Detector:
         check_target(target)
         if not images:
             return []
-        rgbs = [load_image(image) for image in images]
+        loaded = [read_image(image) for image in images]
+        rgbs = [rgb for rgb, _ in loaded]
         tensor = torch.stack([self.transform(rgb) for rgb in rgbs])
-        verdicts = [self._verdict(p) for p in self.predict_tensor(tensor)]
+        verdicts = self.judge_images(rgbs, [info for _, info in loaded], stability=True)
         explained = [v.label if target == "predicted" else target for v in verdicts]
         with self._lock:
             heatmaps = compute_cam(
@@ -207,10 +355,6 @@ class Detector:
             )
         return explanations
 
-    def domain_warning(self, image: Image.Image) -> str | None:
-        """One sentence when `image` is far from the training resolution, else None."""
-        return describe_resampling(image.size, self.data_config)
-
 
 def load_detector(path: str | Path | None = None, *, engine: str | None = None) -> Detector:
     """Load a checkpoint directory (None: the shipped default) as a Detector whose verdicts
@@ -220,10 +364,15 @@ def load_detector(path: str | Path | None = None, *, engine: str | None = None) 
     """
     directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
     model, meta = load_checkpoint(directory)
+    try:
+        trust = load_trust_profile(directory, meta)
+    except TrustProfileError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from None
     return Detector(
         model,
         meta,
         checkpoint_dir=directory,
         checkpoint_id=meta["weights_sha256"][:12],
         engine=engine or os.environ.get("FORENSICS_ENGINE") or "fast",
+        trust=trust,
     )

@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 
 from forensics.atomic import file_sha256, write_atomic, write_text_atomic
 from forensics.data import LABEL_NAMES
+from forensics.images import ImageInfo
 
 
 def _as_arrays(labels: Sequence[int], prob_fake: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,15 +140,17 @@ def build_predictions_table(
     *,
     threshold: float = 0.5,
     splits: Sequence[str | None] | None = None,
+    verdicts: Sequence | None = None,
 ) -> pd.DataFrame:
     """One row per image: path, split, label (0/1), true and predicted names, prob_fake,
     correct, and error: 'false_positive' (real called fake) or 'false_negative' (fake called
-    real), empty when correct."""
+    real), empty when correct. With `verdicts` (forensics.detector.Verdict, one per row) also
+    prob_fake_raw, decision ('real' | 'fake' | 'unsure') and reasons (joined by ' | ')."""
     y, p = _as_arrays(labels, prob_fake)
     pred = predict_labels(p, threshold=threshold)
     error = np.where(pred == y, "", np.where(pred == 1, "false_positive", "false_negative"))
     names = np.array(LABEL_NAMES)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "path": list(paths),
             "split": list(splits) if splits is not None else [None] * len(y),
@@ -159,6 +162,60 @@ def build_predictions_table(
             "error": error,
         }
     )
+    if verdicts is not None:
+        table["prob_fake_raw"] = [v.prob_fake_raw for v in verdicts]
+        table["decision"] = [v.decision for v in verdicts]
+        table["reasons"] = [REASON_SEPARATOR.join(v.reasons) for v in verdicts]
+    return table
+
+
+REASON_SEPARATOR = " | "
+
+
+def decisions_of(table: pd.DataFrame) -> np.ndarray:
+    """Each row's decision: the stored one, or the thresholded call for a table made before
+    decisions were recorded (every image then counts as answered)."""
+    if "decision" in table.columns:
+        return table["decision"].astype(str).to_numpy()
+    return table["predicted"].astype(str).to_numpy()
+
+
+def compute_selective_metrics(labels: Sequence[int], decisions: Sequence[str]) -> dict:
+    """What the decisions are worth: coverage (share answered), accuracy on the answered images,
+    the confident-wrong rate (answered and wrong, over all images) and the count of unsure."""
+    y = np.asarray(labels, dtype=int)
+    decided = np.asarray(decisions, dtype=str)
+    if y.shape != decided.shape or y.size == 0:
+        raise ValueError("labels and decisions must be two non-empty arrays of the same length")
+    unknown = set(np.unique(decided)) - {"real", "fake", "unsure"}
+    if unknown:
+        raise ValueError(f"unknown decisions {sorted(unknown)}; valid: real, fake, unsure")
+    answered = decided != "unsure"
+    wrong = answered & ((decided == "fake") != (y == 1))
+    return {
+        "coverage": float(answered.mean()),
+        "answered": int(answered.sum()),
+        "unsure": int((~answered).sum()),
+        "selective_accuracy": float(1 - wrong.sum() / answered.sum()) if answered.any() else None,
+        "confident_wrong_rate": float(wrong.mean()),
+    }
+
+
+def compute_risk_coverage(
+    labels: Sequence[int], prob_fake: Sequence[float], *, threshold: float = 0.5
+) -> pd.DataFrame:
+    """The risk-coverage curve (Geifman & El-Yaniv, 2017): answering only the k most confident
+    images (confidence: the probability of the called class), for every k. Columns coverage
+    (k / N) and risk (errors among those k), most confident first."""
+    y, p = _as_arrays(labels, prob_fake)
+    if y.size == 0:
+        raise ValueError("cannot draw a risk-coverage curve of zero samples")
+    called = p >= threshold
+    confidence = np.where(called, p, 1.0 - p)
+    order = np.argsort(-confidence, kind="stable")
+    errors = np.cumsum((called != (y == 1))[order])
+    k = np.arange(1, y.size + 1)
+    return pd.DataFrame({"coverage": k / y.size, "risk": errors / k})
 
 
 class IncompleteEvaluationError(ValueError):
@@ -220,69 +277,113 @@ def run_evaluation(
     *,
     batch_size: int = 128,
     num_workers: int = 0,
+    stability: bool = True,
     progress: bool = True,
     progress_callback=None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Predict every manifest row with `detector`; returns (predictions table, metrics).
+    """Judge every manifest row with `detector`; returns (predictions table, metrics).
 
     Images go through the detector's own eval transform (the checkpoint's preprocessing), in
-    batches; `progress_callback(done, total)` lets a UI draw its own progress bar.
+    batches, with every check of a single verdict (`stability=False` skips the perturbed
+    copies, five times less work); `progress_callback(done, total)` lets a UI draw its own bar.
     """
     if manifest.empty:
         raise ValueError("nothing to evaluate: the selection holds no images")
-    prob_fake = predict_rows(
+    margins, features = score_rows(
         detector,
         root,
         manifest,
         batch_size=batch_size,
         num_workers=num_workers,
+        stability=stability,
         progress=progress,
         progress_callback=progress_callback,
     )
-    return summarize_predictions(detector, manifest, prob_fake)
+    verdicts = detector.verdicts_from_scores(margins, features, manifest_infos(manifest))
+    return summarize_verdicts(detector, manifest, verdicts)
 
 
-def predict_rows(
+def predict_rows(detector, root: str | Path, manifest: pd.DataFrame, **options) -> list:
+    """The Verdict of every manifest row, in row order (`score_rows`' options)."""
+    margins, features = score_rows(detector, root, manifest, **options)
+    return detector.verdicts_from_scores(margins, features, manifest_infos(manifest))
+
+
+def manifest_infos(manifest: pd.DataFrame) -> list[ImageInfo]:
+    """What each row's file is, from the scan (no file is read again)."""
+    quality = manifest["jpeg_quality"] if "jpeg_quality" in manifest else [None] * len(manifest)
+    formats = manifest["format"] if "format" in manifest else [None] * len(manifest)
+    return [
+        ImageInfo(int(w), int(h), None if pd.isna(f) else str(f), None if pd.isna(q) else int(q))
+        for w, h, f, q in zip(manifest["width"], manifest["height"], formats, quality, strict=True)
+    ]
+
+
+def score_rows(
     detector,
     root: str | Path,
     manifest: pd.DataFrame,
     *,
     batch_size: int = 128,
     num_workers: int = 0,
+    stability: bool = True,
     progress: bool = True,
     progress_callback=None,
-) -> np.ndarray:
-    """prob_fake (N,) of every manifest row, in row order (empty for no rows)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Margins (N, V) and penultimate features (N, D) of every manifest row, in row order: V is
+    1, or with `stability` 1 + the stability check's perturbed copies (the detector's
+    `verdicts_from_scores` turns them into verdicts)."""
     import torch
     from tqdm.auto import tqdm
 
     from forensics.data import ManifestDataset
 
     if manifest.empty:
-        return np.zeros(0, dtype=np.float32)
+        return np.zeros((0, 1)), np.zeros((0, 0), dtype=np.float32)
+
+    def views(rgb) -> torch.Tensor:  # (V, 3, H, W) uint8
+        group = detector.stability_views(rgb) if stability else [rgb]
+        return torch.stack([detector.geometry(view) for view in group])
+
     # uint8 images from the loader, normalised a batch at a time: cheaper than per image.
-    dataset = ManifestDataset(root, manifest, detector.geometry)
+    dataset = ManifestDataset(root, manifest, views)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    probs: list[np.ndarray] = []
+    margins: list[np.ndarray] = []
+    features: list[np.ndarray] = []
     done = 0
     with tqdm(total=len(dataset), desc="evaluating", unit="img", disable=not progress) as bar:
         for images, _ in loader:
-            probs.append(detector.predict_pixels(images))
-            done += len(images)
-            bar.update(len(images))
+            count, per_image = images.shape[:2]
+            margin, feature = detector.score_pixels(images.flatten(0, 1))
+            margins.append(margin.reshape(count, per_image))
+            features.append(feature.reshape(count, per_image, -1)[:, 0])
+            done += count
+            bar.update(count)
             if progress_callback is not None:
                 progress_callback(done, len(dataset))
-    return np.concatenate(probs)
+    return np.concatenate(margins), np.concatenate(features)
 
 
-def summarize_predictions(
-    detector, manifest: pd.DataFrame, prob_fake: np.ndarray
+def summarize_verdicts(
+    detector, manifest: pd.DataFrame, verdicts: Sequence
 ) -> tuple[pd.DataFrame, dict]:
-    """The predictions table and metrics of `prob_fake` (N,) for the N manifest rows."""
+    """The predictions table and metrics of the N manifest rows' verdicts: the thresholded
+    metrics on the calibrated probability, the same on the raw one (`raw_` prefix: calibration's
+    effect), and what the decisions are worth (`compute_selective_metrics`)."""
     labels = manifest["label"].to_numpy()
+    prob_fake = np.array([v.prob_fake for v in verdicts], dtype=np.float64)
     table = build_predictions_table(
-        manifest["path"], labels, prob_fake, threshold=detector.threshold, splits=manifest["split"]
+        manifest["path"],
+        labels,
+        prob_fake,
+        threshold=detector.threshold,
+        splits=manifest["split"],
+        verdicts=verdicts,
     )
     metrics = compute_metrics(labels, prob_fake, threshold=detector.threshold)
-    metrics["checkpoint_id"] = detector.checkpoint_id
+    raw = compute_metrics(labels, table["prob_fake_raw"], threshold=detector.threshold)
+    metrics.update({f"raw_{key}": raw[key] for key in ("ece", "log_loss", "accuracy")})
+    metrics.update(compute_selective_metrics(labels, table["decision"]))
+    metrics.update(checkpoint=detector.name, checkpoint_id=detector.checkpoint_id,
+                   trust_id=detector.trust_id)  # fmt: skip
     return table, metrics

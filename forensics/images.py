@@ -77,6 +77,20 @@ class ImageInfo:
     jpeg_quality: int | None  # IJG quality 1-100 estimated from the tables; None if not a JPEG
 
 
+def read_image(
+    source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES
+) -> tuple[Image.Image, ImageInfo]:
+    """`load_image(source)` and `inspect_image(source)` from one decode: the pixels and what the
+    file was (a verdict's applicability check needs both). For a PIL image, the format and
+    quality are those of the file it was opened from, if any."""
+    if isinstance(source, Image.Image):
+        rgb = load_image(source, max_pixels=max_pixels)
+        return rgb, ImageInfo(rgb.width, rgb.height, source.format, estimate_jpeg_quality(source))
+    with _decoded_frame(_read_bytes(source, max_bytes), max_pixels) as frame:
+        rgb = _to_rgb(frame)
+        return rgb, ImageInfo(rgb.width, rgb.height, frame.format, estimate_jpeg_quality(frame))
+
+
 def inspect_image(
     source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES
 ) -> ImageInfo:

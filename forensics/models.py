@@ -3,6 +3,7 @@ stems and the layer Grad-CAM explains."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -204,6 +205,29 @@ def get_cam_target_layer(model: nn.Module) -> nn.Module:
     if isinstance(model, torchvision.models.ResNet):
         return model.layer4[-1]
     raise ValueError(f"no CAM target layer known for {type(model).__name__}")
+
+
+class LogitsAndFeatures(nn.Module):
+    """`model`'s logits and the features its last linear layer reads, as one (N, 2 + D) tensor:
+    columns 0-1 are the logits, the rest the penultimate features that the applicability check
+    measures novelty on. One output tensor keeps every inference engine (ONNX included) as it is;
+    the logits are exactly `model`'s."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        last = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+        if not last:
+            raise ValueError(f"{type(model).__name__} has no linear output layer")
+        self.body = copy.deepcopy(model)
+        parent_name, _, child = last[-1].rpartition(".")
+        parent = self.body.get_submodule(parent_name) if parent_name else self.body
+        self.head = getattr(parent, child)
+        setattr(parent, child, nn.Identity())
+        self.feature_dim = self.head.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        return torch.cat([self.head(features), features], dim=1)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -27,6 +27,9 @@ PREDICTION_COLUMNS = [
     "prob_fake",
     "correct",
     "error",
+    "prob_fake_raw",
+    "decision",
+    "reasons",
 ]
 
 
@@ -63,9 +66,10 @@ def test_predict_prints_a_verdict_per_image(images, tiny_checkpoint, capsys) -> 
     detector = load_detector(tiny_checkpoint)
     for line, path in zip(lines, (images["png"], images["jpeg"]), strict=True):
         verdict = detector.predict(path)
-        assert line.startswith(f"{path}: {verdict.label} ")
+        assert line.startswith(f"{path}: {verdict.decision} ")
         assert f"{verdict.prob_fake:.4f}" in line
-        assert "threshold 0.50" in line
+        assert "threshold 0.50" in line and f"checkpoint {tiny_checkpoint.name}" in line
+        assert line.endswith(f": {verdict.reasons[0]}")  # the decision's first reason
 
 
 def test_predict_json(images, tiny_checkpoint, capsys) -> None:
@@ -82,6 +86,11 @@ def test_predict_json(images, tiny_checkpoint, capsys) -> None:
     assert record["checkpoint_id"] == detector.checkpoint_id
     assert len(record["checkpoint_id"]) == 12
     assert record["label"] == ("fake" if record["prob_fake"] >= record["threshold"] else "real")
+    # The fields: the decision and its reasons, both probabilities, the model used.
+    assert record["decision"] == verdict.decision == "unsure"  # no trust profile: unknown domain
+    assert record["reasons"] == list(verdict.reasons) and record["reasons"]
+    assert record["prob_fake_raw"] == pytest.approx(verdict.prob_fake_raw, abs=1e-6)
+    assert record["checkpoint"] == tiny_checkpoint.name
 
 
 @pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
@@ -192,7 +201,9 @@ def test_evaluate_whole_folder(tiny_dataset, tiny_checkpoint, tmp_path, capsys) 
     assert metrics["checkpoint_id"] == detector.checkpoint_id
     direct = detector.predict_batch([tiny_dataset / p for p in table["path"]])
     assert table["prob_fake"].tolist() == pytest.approx([v.prob_fake for v in direct], abs=1e-5)
-    assert "16 images" in stdout
+    assert table["decision"].tolist() == [v.decision for v in direct]
+    assert metrics["coverage"] == 0.0 and metrics["unsure"] == 16  # no trust profile
+    assert "16 images" in stdout and "answered 0.0%" in stdout
 
 
 def test_evaluate_one_split_of_a_split_dataset(tmp_path, tiny_checkpoint, capsys) -> None:

@@ -4,6 +4,7 @@ every architecture, hooks released, thread safety, overlays, and run_evaluation.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -20,6 +21,7 @@ from forensics.evaluation import run_evaluation
 from forensics.explain import CAM_METHODS, SLOW_METHODS, TARGET_INDEPENDENT_METHODS, overlay_heatmap
 from forensics.measure import rss_mb
 from forensics.models import build_model
+from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.scan import build_manifest
 
 INPUT_SIZE = 32
@@ -133,11 +135,15 @@ def test_predict_every_input_kind(detector: Detector, tmp_path: Path) -> None:
         assert verdict.label == ("fake" if verdict.prob_fake >= verdict.threshold else "real")
         # A PNG is lossless: every route sees the same pixels.
         assert verdict.prob_fake == pytest.approx(reference.prob_fake, abs=1e-6), name
-    assert reference.to_dict() == {
+    record = reference.to_dict()
+    assert json.loads(json.dumps(record)) == record  # plain JSON, as the CLI prints it
+    assert {k: record[k] for k in ("label", "prob_fake", "threshold", "checkpoint")} == {
         "label": reference.label,
         "prob_fake": reference.prob_fake,
         "threshold": 0.5,
+        "checkpoint": detector.name,
     }
+    assert record["decision"] in ("real", "fake", "unsure") and isinstance(record["reasons"], list)
     assert 0.5 <= reference.confidence <= 1.0
 
 
@@ -180,27 +186,28 @@ def test_predict_batch_equals_single_predictions(detector: Detector, batch_size:
     singles = [detector.predict(image) for image in images]
     seen: list[tuple[int, int]] = []
     shapes: list[int] = []
-    original = detector.predict_tensor
+    original = detector.score_pixels
 
-    def spy(batch: torch.Tensor) -> np.ndarray:
+    def spy(batch: torch.Tensor):
         shapes.append(batch.shape[0])
         return original(batch)
 
-    detector.predict_tensor = spy  # type: ignore[method-assign]
+    detector.score_pixels = spy  # type: ignore[method-assign]
     try:
         batch = detector.predict_batch(
             images, batch_size=batch_size, progress=lambda d, t: seen.append((d, t))
         )
     finally:
-        del detector.predict_tensor
+        del detector.score_pixels
+    views = 1 + len(STABILITY_PERTURBATIONS)  # each image and its perturbed copies
     assert len(batch) == len(images)
     for single, batched in zip(singles, batch, strict=True):
         assert batched.prob_fake == pytest.approx(single.prob_fake, abs=1e-5)
         assert batched.label == single.label
-    assert all(n <= batch_size for n in shapes)
-    assert sum(shapes) == len(images)
+    assert all(n <= batch_size * views for n in shapes)
+    assert sum(shapes) == len(images) * views
     assert len(shapes) == -(-len(images) // batch_size)
-    assert [d for d, _ in seen] == list(np.cumsum(shapes))
+    assert [d for d, _ in seen] == list(np.cumsum(shapes) // views)
     assert all(t == len(images) for _, t in seen)
 
 

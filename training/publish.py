@@ -24,10 +24,17 @@ import yaml
 
 from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
-from forensics.data import dataset_fingerprint, load_splits
+from forensics.data import load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import run_evaluation, write_evaluation
 from forensics.scan import load_or_build_manifest
+from forensics.trust import save_trust_profile
+from training.fit_trust import (
+    describe_dataset,
+    describe_trust,
+    fit_trust_profile,
+    write_card_section,
+)
 
 DEFAULT_CONFIG_NAME = "training/configs/cifake_resnet18.yaml"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card_cifake.md"
@@ -42,6 +49,7 @@ def publish(
     training_notes: str = "",
     train_commands: tuple[str, ...] = (),
     batch_size: int = 256,
+    max_selective_risk: float = 0.01,
 ) -> dict[str, Any]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     model, meta = load_checkpoint(run_dir / "best")
@@ -57,6 +65,14 @@ def publish(
     detector = load_detector(dest)
     root = Path(config["data"]["root"])
     manifest = load_splits(load_or_build_manifest(root).manifest, dest / "splits.csv.gz")
+    # What a verdict is worth, fitted on the train and val splits of the shipped weights; the
+    # evaluation below then judges the test split with it, exactly as users will.
+    profile, figures = fit_trust_profile(
+        detector, root, manifest, batch_size=batch_size, max_selective_risk=max_selective_risk
+    )
+    meta = save_trust_profile(dest, meta, profile, figures)
+    save_checkpoint(dest, detector.model, meta, half=True)
+    detector = load_detector(dest)
     test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
     table, metrics = run_evaluation(detector, root, test_rows, batch_size=batch_size)
     metrics.update(split="test", dataset=describe_dataset(root, manifest))
@@ -89,17 +105,12 @@ def publish(
         train_commands,
     )
     write_text_atomic(dest / "MODEL_CARD.md", card)
+    write_card_section(dest / "MODEL_CARD.md", describe_trust(meta["trust"], metrics))
     print(
         f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
         f"on {metrics['n']} images"
     )
     return metrics
-
-
-def describe_dataset(root: Path, manifest: pd.DataFrame) -> dict[str, Any]:
-    """What a stored evaluation records of its dataset, so the app can tell whether the folder a
-    user sets is that dataset (and, if not, name the one it needs)."""
-    return {"name": root.name, "files": len(manifest), "fingerprint": dataset_fingerprint(manifest)}
 
 
 def _pct(value: float | None) -> str:
@@ -241,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="out-of-domain dataset folders to measure and report",
     )
+    parser.add_argument(
+        "--max-selective-risk",
+        type=float,
+        default=0.01,
+        help="the abstain band is the narrowest whose answered validation images are wrong at "
+        "most this often (default 0.01)",
+    )
     args = parser.parse_args(argv)
     this_command = shlex.join(["python", "-m", "training.publish", *(argv or sys.argv[1:])])
     if not (args.run_dir / "best" / "model.json").is_file():
@@ -256,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             *(args.train_command or [f"python -m training.train --config {DEFAULT_CONFIG_NAME}"]),
             this_command,
         ),
+        max_selective_risk=args.max_selective_risk,
     )
     return 0
 

@@ -1,0 +1,259 @@
+"""What a verdict is worth (forensics.trust): calibration fitted and stored with the checkpoint,
+the abstain band, the applicability gate, the stability check, and a checkpoint without a
+profile saying that its domain is unknown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forensics import load_detector
+from forensics.checkpoint import CheckpointError, save_checkpoint
+from forensics.detector import Detector
+from forensics.evaluation import expected_calibration_error
+from forensics.images import ImageInfo
+from forensics.models import build_model
+from forensics.perturb import STABILITY_PERTURBATIONS
+from forensics.scan import build_manifest
+from forensics.trust import (
+    TRUST_FILE,
+    AbstainBand,
+    FeatureDomain,
+    InputDomain,
+    TrustProfile,
+    choose_abstain_band,
+    fit_temperature,
+    save_trust_profile,
+)
+from forensics.trust.calibration import sigmoid
+from forensics.trust.profile import UNKNOWN_DOMAIN
+from forensics.trust.stability import fit_max_spread, stability_reason
+from tests.conftest import image_bytes, make_image, write_dataset
+from training.fit_trust import fit_trust_profile
+
+META = {"architecture": "resnet18", "head": "linear", "stem": "compact", "layer4_stride": 1,
+        "data": {"input_size": 32, "resize": 32}}  # fmt: skip
+
+
+def _profile(*, dim: int = 512, feature_threshold: float = 1e9, **changes) -> TrustProfile:
+    fields = {
+        "temperature": 1.0,
+        "band": AbstainBand(0.4, 0.6),
+        "input_domain": InputDomain((1.0, 1.0), (1.0, 1.0), None, 0.0, 32),
+        "feature_domain": FeatureDomain(np.zeros(dim), np.eye(dim), feature_threshold, 0.99),
+        "max_spread": 0.5,
+        "record": {},
+        "checked_changes": tuple(STABILITY_PERTURBATIONS),
+    }
+    return TrustProfile(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("resnet18", stem="compact", layer4_stride=1)
+
+
+# ------------------------------------------------------------------------------- calibration
+
+
+def test_temperature_scaling_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    margins = rng.normal(0, 6, 20_000)
+    labels = (rng.random(20_000) < sigmoid(margins / 3.0)).astype(int)  # overconfident by 3x
+    temperature = fit_temperature(margins, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    before = expected_calibration_error(labels, sigmoid(margins))
+    after = expected_calibration_error(labels, sigmoid(margins / temperature))
+    assert after < 0.02 < before
+
+
+def test_temperature_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        fit_temperature(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def test_the_band_is_the_narrowest_that_meets_the_risk() -> None:
+    prob = np.array([0.05, 0.1, 0.45, 0.55, 0.6, 0.9, 0.95, 0.3])
+    labels = np.array([0, 0, 1, 0, 0, 1, 1, 0])  # wrong: 0.45 (fake called real), 0.55, 0.6
+    band, figures = choose_abstain_band(prob, labels, max_selective_risk=0.0)
+    assert band.low == pytest.approx(0.395) and band.high == pytest.approx(0.605)
+    assert figures["coverage"] == pytest.approx(5 / 8) and figures["selective_risk"] == 0.0
+    none, _ = choose_abstain_band(prob, labels, max_selective_risk=0.5)
+    assert none.low == none.high == 0.5  # already good enough: no band
+
+
+# ------------------------------------------------------------------------------- applicability
+
+
+def test_the_input_gate_accepts_the_training_domain_and_names_what_differs() -> None:
+    trained = [ImageInfo(32, 32, "JPEG", q) for q in (74, 75, 76)]
+    domain = InputDomain.fit(trained, resize=32)
+    assert domain.reasons(ImageInfo(32, 32, "JPEG", 75)) == []
+    assert domain.reasons(ImageInfo(40, 40, "JPEG", 80)) == []  # within the tolerances
+    (big,) = domain.reasons(ImageInfo(1600, 1131, "JPEG", 75))
+    assert "downscaled 35x" in big and "32 px on the short side" in big
+    assert "upscaled 4x" in domain.reasons(ImageInfo(8, 8, "JPEG", 75))[0]
+    assert "quality 30" in domain.reasons(ImageInfo(32, 32, "JPEG", 30))[0]
+    assert "JPEGs only" in domain.reasons(ImageInfo(32, 32, "PNG", None))[0]
+    assert "centre square" in domain.reasons(ImageInfo(96, 32, "JPEG", 75))[-1]
+    assert InputDomain.from_dict(domain.to_dict()) == domain
+
+
+def test_the_feature_gate_flags_far_features_only() -> None:
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(0, 1, (400, 8)), rng.normal(0, 1, (200, 8))
+    domain = FeatureDomain.fit(train, val, quantile=0.99)
+    inside = domain.distance(rng.normal(0, 1, (500, 8)))
+    assert (inside <= domain.threshold).mean() > 0.95
+    far = domain.distance(rng.normal(6, 1, (50, 8)))
+    assert (far > domain.threshold).all()
+    assert domain.reason(float(far[0])) and domain.reason(float(inside.min())) is None
+
+
+def test_the_decision_rejects_out_of_domain_inputs_and_accepts_in_domain_ones(model) -> None:
+    detector = Detector(model, META, engine="eager", trust=_profile())
+    small = image_bytes(make_image(1, size=32), "PNG")
+    large = image_bytes(make_image(2, size=32).resize((1600, 1131)), "JPEG")
+    inside, outside = detector.predict_batch([small, large])
+    assert not any("unlike what the model was trained on" in r for r in inside.reasons)
+    assert outside.decision == "unsure"
+    assert outside.reasons[0].startswith("this image is unlike what the model was trained on")
+    assert "downscaled" in outside.reasons[0]
+    # Features far from the training features: the same image, a gate with a tiny threshold.
+    strict = Detector(model, META, engine="eager", trust=_profile(feature_threshold=1e-6))
+    assert any("feature distance" in r for r in strict.predict(small).reasons)
+
+
+# ------------------------------------------------------------------------------- stability
+
+
+class _SideEngine:
+    """Logits that follow the left half's brightness minus the right half's (mirroring flips
+    them), or a constant (nothing changes them); no real features."""
+
+    def __init__(self, *, sided: bool) -> None:
+        self.sided = sided
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        width = batch.shape[-1]
+        if self.sided:
+            signal = batch[..., : width // 2].mean((1, 2, 3)) - batch[..., width // 2 :].mean(
+                (1, 2, 3)
+            )
+        else:
+            signal = torch.full((len(batch),), 3.0)
+        margin = 10 * signal
+        return torch.cat([torch.stack([-margin / 2, margin / 2], 1), torch.zeros(len(batch), 4)], 1)
+
+
+def test_stability_flags_a_model_made_unstable_on_purpose(model) -> None:
+    half = np.zeros((32, 32, 3), dtype=np.uint8)
+    half[:, :16] = 255  # bright left half: the sided model calls it fake, mirrored real
+    from PIL import Image
+
+    data = image_bytes(Image.fromarray(half), "PNG")
+    unstable = Detector(model, META, engine="eager", trust=_profile(dim=4))
+    unstable.engine = _SideEngine(sided=True)
+    verdict = unstable.predict(data)
+    assert verdict.decision == "unsure"
+    assert any("changes under a harmless mirror" in r for r in verdict.reasons)
+    assert verdict.perturbed["mirror"] < 0.5 < verdict.prob_fake
+    steady = Detector(model, META, engine="eager", trust=_profile(dim=4))
+    steady.engine = _SideEngine(sided=False)
+    calm = steady.predict(data)
+    assert calm.decision == "fake" and calm.reasons == ()
+    assert set(calm.perturbed) == {"JPEG re-save (q90)", "rescale 0.9x", "shift 3 px", "mirror"}
+
+
+def test_a_change_the_model_does_not_withstand_is_reported_not_checked(model) -> None:
+    half = np.zeros((32, 32, 3), dtype=np.uint8)
+    half[:, :16] = 255
+    from PIL import Image
+
+    data = image_bytes(Image.fromarray(half), "PNG")
+    changes = tuple(c for c in STABILITY_PERTURBATIONS if c != "mirror")
+    detector = Detector(model, META, engine="eager", trust=_profile(dim=4, checked_changes=changes))
+    detector.engine = _SideEngine(sided=True)
+    verdict = detector.predict(data)
+    assert verdict.decision == "fake" and verdict.perturbed["mirror"] < 0.5
+
+
+def test_flip_rates_count_changed_calls_per_change() -> None:
+    from forensics.trust.stability import flip_rates
+
+    base = np.array([0.9, 0.1, 0.8, 0.2])
+    perturbed = np.array([[0.9, 0.2], [0.6, 0.1], [0.7, 0.4], [0.3, 0.6]])
+    np.testing.assert_allclose(flip_rates(base, perturbed, threshold=0.5), [0.25, 0.75])
+
+
+def test_the_spread_threshold_is_a_validation_quantile() -> None:
+    base = np.array([0.9, 0.1, 0.8, 0.2])
+    perturbed = np.array([[0.9, 0.8], [0.1, 0.15], [0.5, 0.8], [0.2, 0.2]])
+    assert fit_max_spread(base, perturbed, quantile=1.0) == pytest.approx(0.3)
+    assert "moves by 0.40" in stability_reason(
+        0.9, {"a": 0.5, "b": 0.9}, threshold=0.4, max_spread=0.3
+    )
+
+
+# ------------------------------------------------------------------------------- stored profile
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, model) -> tuple[Path, Path]:
+    """A checkpoint and its data, with a profile fitted on the data's train and val splits."""
+    base = tmp_path_factory.mktemp("trust")
+    data = write_dataset(base / "data", per_class=10, splits=("train", "val", "test"))
+    directory = save_checkpoint(base / "ckpt", model, META)
+    detector = load_detector(directory)
+    manifest = build_manifest(data, progress=False).manifest
+    profile, figures = fit_trust_profile(detector, data, manifest, progress=False)
+    meta = save_trust_profile(directory, detector.metadata, profile, figures)
+    save_checkpoint(directory, model, meta)
+    return directory, data
+
+
+def test_the_profile_round_trips_through_the_checkpoint(fitted) -> None:
+    directory, data = fitted
+    detector = load_detector(directory)
+    record = detector.metadata["trust"]
+    assert detector.trust.temperature == pytest.approx(record["temperature"])
+    assert record["fit"]["val_images"] == 20 and record["fit"]["train_images"] == 20
+    assert record["input_domain"]["scale"] == [1.0, 1.0]
+    again = load_detector(directory)
+    image = next((data / "test" / "fake").iterdir())
+    first, second = detector.predict(image), again.predict(image)
+    assert first == second
+    assert first.prob_fake == pytest.approx(
+        float(
+            sigmoid(np.log(first.prob_fake_raw / (1 - first.prob_fake_raw)) / record["temperature"])
+        )
+    )
+    assert first.checkpoint == "ckpt" and first.checkpoint_id == detector.checkpoint_id
+
+
+def test_a_tampered_profile_is_a_checkpoint_error(fitted, tmp_path) -> None:
+    import shutil
+
+    directory, _ = fitted
+    copy = shutil.copytree(directory, tmp_path / "copy")
+    (copy / TRUST_FILE).write_bytes((copy / TRUST_FILE).read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match="trust profile is unusable"):
+        load_detector(copy)
+    (copy / TRUST_FILE).unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_detector(copy)
+
+
+def test_an_old_checkpoint_loads_and_says_its_domain_is_unknown(tiny_checkpoint) -> None:
+    detector = load_detector(tiny_checkpoint)
+    assert detector.trust is None
+    verdict = detector.predict(image_bytes(make_image(3), "PNG"))
+    assert verdict.decision == "unsure" and verdict.reasons == (UNKNOWN_DOMAIN,)
+    assert verdict.label in ("real", "fake") and verdict.prob_fake == verdict.prob_fake_raw
+    record = verdict.to_dict()
+    assert {"decision", "reasons", "prob_fake", "prob_fake_raw", "label", "threshold",
+            "checkpoint", "checkpoint_id"} <= set(record)  # fmt: skip

@@ -1,0 +1,297 @@
+"""Fit a checkpoint's trust profile on its own splits, and re-evaluate its stored test figures.
+
+    python -m training.fit_trust checkpoints/default --data ../shared/data/cifake
+
+Reads the checkpoint's `splits.csv.gz`. From the **training** split: the input domain (image
+sizes, shapes, JPEG qualities, from the scan) and the feature statistics (penultimate features
+of up to `--max-train-images` images). From the **validation** split: the temperature, the
+abstain band (the narrowest band whose answered validation images are wrong at most
+`--max-selective-risk` of the time), the feature-distance threshold and the stability spread.
+The test split is read once, at the end, for the stored evaluation (`eval/`) and the model
+card's section on what a verdict is worth. `training.publish` runs the same fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forensics.atomic import write_text_atomic
+from forensics.checkpoint import METADATA_FILE, CheckpointError, update_metadata
+from forensics.data import dataset_fingerprint, load_splits
+from forensics.detector import Detector, load_detector
+from forensics.evaluation import (
+    compute_selective_metrics,
+    expected_calibration_error,
+    manifest_infos,
+    run_evaluation,
+    score_rows,
+    write_evaluation,
+)
+from forensics.perturb import STABILITY_PERTURBATIONS
+from forensics.scan import load_or_build_manifest
+from forensics.trust import (
+    FeatureDomain,
+    InputDomain,
+    TrustProfile,
+    choose_abstain_band,
+    fit_temperature,
+    save_trust_profile,
+)
+from forensics.trust.calibration import negative_log_likelihood, sigmoid
+from forensics.trust.stability import MAX_FLIP_RATE, fit_max_spread, flip_rates
+
+SPLIT_FILE = "splits.csv.gz"
+CARD_FILE = "MODEL_CARD.md"
+CARD_START, CARD_END = "<!-- trust:start -->", "<!-- trust:end -->"
+
+
+def fit_trust_profile(
+    detector: Detector,
+    root: Path,
+    manifest: pd.DataFrame,
+    *,
+    max_train_images: int = 20_000,
+    max_selective_risk: float = 0.01,
+    feature_quantile: float = 0.99,
+    spread_quantile: float = 0.99,
+    seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> tuple[TrustProfile, dict[str, Any]]:
+    """The profile fitted on `manifest`'s train and val rows (never test), and its validation
+    figures."""
+    train = manifest[manifest["split"] == "train"]
+    val = manifest[manifest["split"] == "val"].reset_index(drop=True)
+    if train.empty or val.empty:
+        raise ValueError("fitting a trust profile needs a train and a val split")
+    if len(train) > max_train_images:
+        train = train.sample(max_train_images, random_state=seed)
+    train = train.reset_index(drop=True)
+    score = partial(score_rows, detector, root, batch_size=batch_size, progress=progress)
+    _, train_features = score(train, stability=False)
+    val_margins, val_features = score(val, stability=True)
+    labels = val["label"].to_numpy()
+
+    temperature = fit_temperature(val_margins[:, 0], labels)
+    calibrated = sigmoid(val_margins / temperature)
+    band, band_figures = choose_abstain_band(
+        calibrated[:, 0],
+        labels,
+        threshold=detector.threshold,
+        max_selective_risk=max_selective_risk,
+    )
+    changes = list(STABILITY_PERTURBATIONS)
+    rates = flip_rates(calibrated[:, 0], calibrated[:, 1:], threshold=detector.threshold)
+    checked = [i for i, rate in enumerate(rates) if rate <= MAX_FLIP_RATE]
+    spread = (
+        fit_max_spread(calibrated[:, 0], calibrated[:, 1:][:, checked], quantile=spread_quantile)
+        if checked
+        else 1.0
+    )
+    profile = TrustProfile(
+        temperature=temperature,
+        band=band,
+        input_domain=InputDomain.fit(manifest_infos(train), resize=detector.data_config.resize),
+        feature_domain=FeatureDomain.fit(train_features, val_features, quantile=feature_quantile),
+        max_spread=spread,
+        record={},
+        checked_changes=tuple(changes[i] for i in checked),
+    )
+    detector.trust = profile  # judge the validation images with every check, as users will be
+    verdicts = detector.verdicts_from_scores(val_margins, val_features, manifest_infos(val))
+    decisions = compute_selective_metrics(labels, [v.decision for v in verdicts])
+    figures = {
+        "train_images": len(train),
+        "val_images": len(val),
+        "val_nll_before": negative_log_likelihood(val_margins[:, 0], labels, 1.0),
+        "val_nll_after": negative_log_likelihood(val_margins[:, 0], labels, temperature),
+        "val_ece_before": expected_calibration_error(labels, sigmoid(val_margins[:, 0])),
+        "val_ece_after": expected_calibration_error(labels, calibrated[:, 0]),
+        "band_only": band_figures,
+        "val_decisions": decisions,
+        "feature_quantile": feature_quantile,
+        "spread_quantile": spread_quantile,
+        "val_flip_rates": dict(zip(changes, (float(r) for r in rates), strict=True)),
+        "max_flip_rate": MAX_FLIP_RATE,
+        "dataset_fingerprint": dataset_fingerprint(manifest),
+    }
+    return profile, figures
+
+
+def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    """The model card's section on what a verdict is worth, from the stored record and the
+    stored test evaluation."""
+    fit, band = record["fit"], record["abstain_band"]
+    domain = record["input_domain"]
+    quality = domain["jpeg_quality"]
+    val = fit["val_decisions"]
+    lines = [
+        CARD_START,
+        "## What a verdict is worth",
+        "",
+        "*Written by `python -m training.fit_trust` from `model.json`'s trust record and "
+        "`eval/metrics.json`.*",
+        "",
+        "Each verdict is a **decision**: `real`, `fake` or `unsure`, with its reasons. It is "
+        "`unsure` when the image is unlike the training data, when its score changes under a "
+        "JPEG re-save, a 0.9x resize, a 3 px shift or a mirror, or when the calibrated score is "
+        "close to the threshold. Everything below was fitted on the training and validation "
+        "splits; the test figures were read once, after.",
+        "",
+        f"- **Calibration**: temperature {record['temperature']:.3f} (fitted on "
+        f"{fit['val_images']:,} validation images). Expected calibration error on the test "
+        f"split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after.",
+        f"- **Abstain band**: no answer while {band['low']:.3f} < P(fake) < {band['high']:.3f} "
+        f"(the narrowest band whose answered validation images were wrong at most "
+        f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
+        f"- **Training domain**: images {_span(domain['scale'], domain['resize'])} px on the "
+        f"short side, long/short side ratio up to {domain['aspect'][1]:.2f}, "
+        + (f"JPEG quality {quality[0]}-{quality[1]}" if quality else "no JPEGs")
+        + f" ({domain['jpeg_share']:.0%} JPEG); feature distance at most "
+        f"{record['feature_threshold']:.1f} ({record['feature_quantile']:.0%} of in-domain "
+        f"validation images).",
+        f"- **Stability**: {_describe_changes(record)}",
+        "",
+        "| split | images | answered | accuracy on the answered | confident and wrong |",
+        "|---|---|---|---|---|",
+        f"| validation (fitted on) | {fit['val_images']:,} | {val['coverage']:.1%} | "
+        f"{_pct(val['selective_accuracy'])} | {val['confident_wrong_rate']:.2%} |",
+        f"| test | {test['n']:,} | {test['coverage']:.1%} | "
+        f"{_pct(test['selective_accuracy'])} | {test['confident_wrong_rate']:.2%} |",
+        CARD_END,
+    ]
+    return "\n".join(lines)
+
+
+def _describe_changes(record: Mapping[str, Any]) -> str:
+    """Which harmless changes the verdict is held to, and which this model does not withstand."""
+    fit = record["fit"]
+    rates = fit["val_flip_rates"]
+    checked = record["checked_changes"]
+    text = (
+        f"the verdict is held to {', '.join(checked)} (scores may spread by at most "
+        f"{record['max_spread']:.3f})."
+        if checked
+        else "no change is checked."
+    )
+    weak = [f"{name} ({rates[name]:.1%})" for name in rates if name not in checked]
+    if weak:
+        text += (
+            " **Known weakness**: this model does not withstand "
+            + ", ".join(weak)
+            + f": each flips more than {fit['max_flip_rate']:.0%} of its own validation verdicts "
+            "(the share in brackets), so a verdict on an image that went through such a change "
+            "is worth little, and the check cannot tell."
+        )
+    return text
+
+
+def _span(scale: list[float], resize: int) -> str:
+    low, high = (round(s * resize) for s in scale)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def write_card_section(card: Path, section: str) -> None:
+    """Put `section` into the card between its markers (replacing an older one), or at the
+    end of a card that has none yet."""
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    if CARD_START in text and CARD_END in text:
+        before, rest = text.split(CARD_START, 1)
+        after = rest.split(CARD_END, 1)[1]
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
+    write_text_atomic(card, text)
+
+
+def fit_checkpoint(
+    directory: Path,
+    root: Path,
+    *,
+    evaluate: bool = True,
+    batch_size: int = 128,
+    progress: bool = True,
+    **options,
+) -> dict[str, Any]:
+    """Fit and store the profile of the checkpoint in `directory` on `root` (its own split
+    file), then (`evaluate`) rewrite its stored test evaluation and card section. Returns the
+    trust record."""
+    detector = load_detector(directory)
+    split_file = directory / SPLIT_FILE
+    if not split_file.is_file():
+        raise ValueError(f"{directory} has no {SPLIT_FILE}: the profile is fitted on its splits")
+    manifest = load_splits(load_or_build_manifest(root, progress=progress).manifest, split_file)
+    profile, figures = fit_trust_profile(
+        detector, root, manifest, batch_size=batch_size, progress=progress, **options
+    )
+    meta = save_trust_profile(directory, detector.metadata, profile, figures)
+    update_metadata(directory, meta)
+    if not evaluate:
+        return meta["trust"]
+    detector = load_detector(directory)  # exactly what users load, with the stored profile
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    table, metrics = run_evaluation(detector, root, test, batch_size=batch_size, progress=progress)
+    metrics.update(split="test", dataset=describe_dataset(root, manifest))
+    write_evaluation(directory / "eval", table, metrics)
+    meta = {
+        **detector.metadata,
+        "metrics": {**detector.metadata.get("metrics", {}), "test": metrics},
+    }
+    update_metadata(directory, meta)
+    write_card_section(directory / CARD_FILE, describe_trust(meta["trust"], metrics))
+    return meta["trust"]
+
+
+def describe_dataset(root: Path, manifest: pd.DataFrame) -> dict[str, Any]:
+    """What a stored evaluation records of its dataset, so the app can tell whether the folder a
+    user sets is that dataset (and, if not, name the one it needs)."""
+    return {"name": root.name, "files": len(manifest), "fingerprint": dataset_fingerprint(manifest)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.fit_trust", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder (with splits.csv.gz)")
+    parser.add_argument("--data", type=Path, required=True, help="its dataset folder or .zip")
+    parser.add_argument("--max-train-images", type=int, default=20_000)
+    parser.add_argument("--max-selective-risk", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--no-evaluate", action="store_true", help="fit only; leave eval/ and the card as they are"
+    )
+    args = parser.parse_args(argv)
+    try:
+        record = fit_checkpoint(
+            args.checkpoint,
+            args.data,
+            evaluate=not args.no_evaluate,
+            batch_size=args.batch_size,
+            max_train_images=args.max_train_images,
+            max_selective_risk=args.max_selective_risk,
+        )
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    fit = record["fit"]["val_decisions"]
+    print(
+        f"{args.checkpoint / METADATA_FILE}: temperature {record['temperature']:.3f}, band "
+        f"{record['abstain_band']['low']:.3f}-{record['abstain_band']['high']:.3f}; validation: "
+        f"answered {fit['coverage']:.1%}, confident-wrong {fit['confident_wrong_rate']:.2%}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
