@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from forensics.ui.common import AUTOMATIC
 from tests.conftest import image_bytes, make_image
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -41,8 +42,11 @@ def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
     at = upload(app, "sample.png", image_bytes(make_image(5, size=32), "PNG"))
     assert not at.exception, at.exception
     verdict = at.metric[0]
-    assert verdict.value in ("AI-generated", "Real photograph")
-    assert "P(fake)" in verdict.delta
+    # The tiny checkpoint has no trust profile: the decision is unsure, and says why.
+    assert (verdict.label, verdict.value) == ("Decision", "Unsure")
+    assert verdict.delta == "not a verdict: see the reasons"
+    assert any("no description of its training data" in m.value for m in at.markdown)
+    assert any(c.value.startswith("P(fake) = ") and "Model: ckpt" in c.value for c in at.caption)
     captions = image_captions(at)
     assert any("What the model saw" in c for c in captions)
     # By default both heatmaps are shown side by side, each with a plain-language reading.
@@ -119,16 +123,19 @@ def test_model_card_page_shows_metadata(app: AppTest, tiny_checkpoint: Path) -> 
 
 def test_sidebar_threshold_override_decides_the_verdict(app: AppTest) -> None:
     at = upload(app, "sample.png", image_bytes(make_image(8, size=32), "PNG"))
-    prob = float(at.metric[0].delta.split("=")[1])
+    scores = next(c.value for c in at.caption if c.value.startswith("P(fake) = "))
+    prob = float(scores.split()[2])
     at.sidebar.checkbox[0].check().run()
     threshold = next(s for s in at.sidebar.slider if s.label == "Threshold on P(fake)")
-    threshold.set_value(0.01 if prob >= 0.01 else 0.99).run()
-    assert not at.exception, at.exception
-    expected = "AI-generated" if prob >= threshold.value else "Real photograph"
-    assert at.metric[0].value == expected
-    threshold.set_value(0.99 if prob < 0.99 else 0.01).run()
-    expected = "AI-generated" if prob >= threshold.value else "Real photograph"
-    assert at.metric[0].value == expected
+    for value in (0.01 if prob >= 0.01 else 0.99, 0.99 if prob < 0.99 else 0.01):
+        threshold.set_value(value).run()
+        assert not at.exception, at.exception
+        call = "fake" if prob >= value else "real"
+        assert any(
+            c.value.startswith(f"At the sidebar's threshold {value:.2f} the call would be '{call}'")
+            for c in at.caption
+        )
+        assert at.metric[0].value == "Unsure"  # the decision keeps the checkpoint's own checks
 
 
 def _sidebar_script() -> None:
@@ -151,8 +158,10 @@ def test_sidebar_offers_every_shipped_checkpoint_and_a_folder_of_ones_own(
     picker = at.sidebar.selectbox[0]
     shipped = [path.name for path in shipped_checkpoints()]
     assert shipped[0] == DEFAULT_CHECKPOINT.name
-    assert picker.options == [*shipped, "Another folder…"]
-    assert picker.value == DEFAULT_CHECKPOINT.name
+    assert picker.options == [AUTOMATIC, *shipped, "Another folder…"]
+    assert picker.value == AUTOMATIC  # the model chosen per image is the default
+    assert at.markdown[-1].value == "checkpoint=auto"
+    picker.set_value(DEFAULT_CHECKPOINT.name).run()
     assert at.markdown[-1].value == f"checkpoint={DEFAULT_CHECKPOINT}"
     assert not at.sidebar.text_input or all(
         t.label != "Checkpoint directory" for t in at.sidebar.text_input

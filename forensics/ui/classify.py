@@ -24,15 +24,15 @@ from forensics.explain import (
     overlay_heatmap,
     read_heatmap,
 )
-from forensics.images import ImageLoadError, load_image
-from forensics.plots import plot_probability
+from forensics.images import ImageLoadError
 from forensics.ui.common import (
+    THRESHOLD_KEY,
     enlarge,
     explain_cached,
     method_label,
     selected_detector,
-    selected_threshold,
 )
+from forensics.ui.decision import draw_decision
 
 TARGET_CHOICES = {
     "both": "why fake and why real",
@@ -58,7 +58,7 @@ def classify_page() -> None:
         "AI-generated image; the heatmap shows which regions drove that score. A heatmap "
         "explains the model, not the truth: a confident map on a wrong verdict is still wrong."
     )
-    detector = selected_detector()
+    detector = selected_detector(per_image=True)
     if detector is None:
         return
 
@@ -133,37 +133,26 @@ def show_result(
 ) -> None:
     name, data = item.name, item.data
     st.subheader(item.title)
+    targets = ("fake", "real") if target == "both" else (target,)
+    slow = " (slow method: one forward pass per channel)" if method in SLOW_METHODS else ""
     try:
-        image = load_image(data)
+        with st.spinner(f"Computing {method}{slow}…"):
+            explanations = [explain_cached(detector, data, method, t) for t in targets]
     except ImageLoadError as exc:
         st.error(f"Cannot read {name}: {exc}")
         return
-    targets = ("fake", "real") if target == "both" else (target,)
-    slow = " (slow method: one forward pass per channel)" if method in SLOW_METHODS else ""
-    with st.spinner(f"Computing {method}{slow}…"):
-        explanations = [explain_cached(detector, data, method, t) for t in targets]
     verdict = explanations[0].verdict
-    threshold = selected_threshold(detector)
-    if threshold != verdict.threshold:  # the sidebar's override decides the verdict shown
-        label = "fake" if verdict.prob_fake >= threshold else "real"
-        verdict = Verdict(label=label, prob_fake=verdict.prob_fake, threshold=threshold)
-    left, right = st.columns([1, 2])
-    left.metric(
-        "Verdict",
-        "AI-generated" if verdict.label == "fake" else "Real photograph",
-        f"P(fake) = {verdict.prob_fake:.3f}",
-        delta_color="off",
-        delta_arrow="off",
-    )
-    right.plotly_chart(
-        plot_probability(verdict.prob_fake, verdict.threshold),
-        width="stretch",
-        key=f"probability-{item.key}",  # the same file uploaded twice draws the same chart
-    )
-    warning = detector.domain_warning(image)
-    if warning:
-        st.warning(warning)
+    draw_decision(verdict, key=item.key, threshold_override=st.session_state.get(THRESHOLD_KEY))
+    if verdict.decision == "unsure":
+        # A convincing heatmap beside a score that is not a verdict is what misleads most.
+        st.caption("The heatmaps below explain a score that is not a verdict.")
+    draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
 
+
+def draw_heatmaps(
+    item: UploadItem, explanations: list, *, method: str, opacity: float, verdict: Verdict
+) -> None:
+    name = item.name
     columns = st.columns(1 + len(explanations))
     columns[0].image(enlarge(explanations[0].view), caption="What the model saw", width=VIEW_SIZE)
     readings = {}
@@ -187,11 +176,7 @@ def show_result(
     record = {
         "file": name,
         "sha256": item.sha256,
-        "checkpoint": str(detector.checkpoint_dir),
-        "checkpoint_id": detector.checkpoint_id,
-        "threshold": verdict.threshold,
-        "verdict": verdict.label,
-        "prob_fake": verdict.prob_fake,
+        **verdict.to_dict(),
         "method": method,
         "heatmap_reading": readings,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -12,8 +12,9 @@ from PIL import Image
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, shipped_checkpoints
 from forensics.data import Discovery, load_splits
-from forensics.detector import Detector, Explanation, load_detector
+from forensics.detector import Detector, Explanation
 from forensics.explain import SLOW_METHODS
+from forensics.router import AUTO, AutoDetector, load_detector
 from forensics.scan import load_or_build_manifest, manifest_cache_folder, read_cached_manifest
 
 CHECKPOINT_KEY = "checkpoint_dir"
@@ -29,8 +30,11 @@ NO_DATASET_HINT = (
 DISPLAY_SIZE = 320  # small model inputs (32 px) are enlarged with visible pixels, not smoothed
 
 
+AUTOMATIC = "Automatic (chosen per image)"
+
+
 @st.cache_resource(show_spinner="Loading model…")
-def cached_detector(checkpoint_dir: str) -> Detector:
+def cached_detector(checkpoint_dir: str) -> Detector | AutoDetector:
     # Shared by every session and thread: never mutate it (the Detector serialises model passes).
     return load_detector(checkpoint_dir)
 
@@ -40,17 +44,22 @@ def draw_sidebar() -> None:
     st.sidebar.header("Model")
     shipped = {path.name: path for path in shipped_checkpoints()}
     preset = os.environ.get("FORENSICS_CHECKPOINT", "").strip()
-    choices = [*shipped, OTHER_CHECKPOINT]
-    preset_path = Path(preset).expanduser().resolve() if preset else None
+    choices = [AUTOMATIC, *shipped, OTHER_CHECKPOINT]
+    preset_path = Path(preset).expanduser().resolve() if preset and preset != AUTO else None
     preset_name = next((name for name, path in shipped.items() if path == preset_path), None)
     choice = st.sidebar.selectbox(
         "Checkpoint",
         choices,
-        index=choices.index(preset_name or (OTHER_CHECKPOINT if preset else choices[0])),
-        help="The models shipped in checkpoints/ (their cards are on the Model card page), or "
-        "a folder of your own.",
+        index=choices.index(
+            preset_name or (OTHER_CHECKPOINT if preset and preset != AUTO else AUTOMATIC)
+        ),
+        help="Automatic: for each image, the shipped model whose training data it resembles "
+        "(or 'unsure' when none does). Or one of the models shipped in checkpoints/ (their "
+        "cards are on the Model card page), or a folder of your own.",
     )
-    if choice == OTHER_CHECKPOINT:
+    if choice == AUTOMATIC:
+        directory = AUTO
+    elif choice == OTHER_CHECKPOINT:
         custom = st.sidebar.text_input(
             "Checkpoint directory",
             value=preset,
@@ -74,14 +83,26 @@ def draw_sidebar() -> None:
     )
 
 
-def selected_detector() -> Detector | None:
-    """The Detector for the sidebar's checkpoint, or None after showing why it cannot load."""
-    directory = st.session_state.get(CHECKPOINT_KEY, str(DEFAULT_CHECKPOINT))
+def selected_detector(*, per_image: bool = False) -> Detector | AutoDetector | None:
+    """The Detector for the sidebar's checkpoint, or None after showing why it cannot load.
+    With "Automatic" chosen: the AutoDetector where the page judges images one by one
+    (`per_image`), else the default checkpoint, which the page says."""
+    directory = st.session_state.get(CHECKPOINT_KEY, AUTO)
+    if directory == AUTO and not per_image:
+        st.caption(
+            "Automatic chooses a model per image on the Classify page; this page shows the "
+            "default model. Pick a checkpoint in the sidebar to see another."
+        )
+        directory = str(DEFAULT_CHECKPOINT)
     try:
-        return cached_detector(str(Path(directory).expanduser()))
+        return cached_detector(
+            directory if directory == AUTO else str(Path(directory).expanduser())
+        )
     except CheckpointError as exc:
         st.error(f"Cannot load the checkpoint: {exc}")
-        return None
+    except ValueError as exc:  # no shipped checkpoint can route
+        st.error(f"Automatic choice is not available: {exc}. Pick a checkpoint in the sidebar.")
+    return None
 
 
 def selected_threshold(detector: Detector) -> float:
@@ -144,23 +165,36 @@ def method_label(method: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _explanations(
-    checkpoint_dir: str, checkpoint_id: str, images: tuple[bytes, ...], method: str, target: str
+    checkpoint_dir: str,
+    checkpoint_id: str,
+    trust_id: str,
+    images: tuple[bytes, ...],
+    method: str,
+    target: str,
 ) -> list[Explanation]:
-    # Keyed by the weights' id and the image bytes: sliders and reruns never recompute a CAM.
+    # Keyed by the weights' and trust profile's ids and the image bytes: sliders and reruns
+    # never recompute a CAM or a decision.
     return cached_detector(checkpoint_dir).explain_batch(list(images), method, target)
 
 
 def explain_many_cached(
-    detector: Detector, images: list[bytes], method: str, target: str
+    detector: Detector | AutoDetector, images: list[bytes], method: str, target: str
 ) -> list[Explanation]:
     """One batched CAM for a page of thumbnails, cached; raises ImageLoadError if any of them
     cannot be read."""
     return _explanations(
-        str(detector.checkpoint_dir), detector.checkpoint_id, tuple(images), method, target
+        str(detector.checkpoint_dir),
+        detector.checkpoint_id,
+        detector.trust_id,
+        tuple(images),
+        method,
+        target,
     )
 
 
-def explain_cached(detector: Detector, data: bytes, method: str, target: str) -> Explanation:
+def explain_cached(
+    detector: Detector | AutoDetector, data: bytes, method: str, target: str
+) -> Explanation:
     (explanation,) = explain_many_cached(detector, [data], method, target)
     return explanation
 
