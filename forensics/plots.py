@@ -12,6 +12,7 @@ from forensics.evaluation import (
     compute_metrics,
     compute_pr_curve,
     compute_reliability,
+    compute_risk_coverage,
     compute_roc_curve,
     expected_calibration_error,
 )
@@ -149,10 +150,29 @@ def plot_pr_curve(labels, prob_fake, *, threshold: float, metrics: dict | None =
     return figure
 
 
-def plot_reliability(labels, prob_fake, *, n_bins: int = 15) -> go.Figure:
-    """Observed share of fakes against mean prob_fake per bin (diagonal: perfect calibration)."""
+def _add_reliability_curve(
+    figure: go.Figure, labels, prob_fake, *, n_bins: int, name: str, line: dict | None = None
+) -> None:
+    """One reliability curve; marker area grows with the images in each bin."""
     table = compute_reliability(labels, prob_fake, n_bins=n_bins)
     filled = table[table["count"] > 0]
+    figure.add_scatter(
+        x=filled["mean_prob_fake"],
+        y=filled["fraction_fake"],
+        mode="lines+markers",
+        name=name,
+        line=line,
+        marker={"size": 6 + 14 * np.sqrt(filled["count"] / filled["count"].max())},
+        customdata=filled["count"],
+        hovertemplate="mean P(fake) %{x:.3f}<br>share fake %{y:.3f}<br>%{customdata} images"
+        "<extra></extra>",
+    )
+
+
+def plot_reliability(labels, prob_fake, *, n_bins: int = 15, before=None) -> go.Figure:
+    """Observed share of fakes against mean prob_fake per bin (diagonal: perfect calibration).
+    `before` (N,): the raw probabilities of the same images, drawn as a second curve so the
+    effect of calibration shows; each curve's ECE is in its legend entry and in the title."""
     ece = expected_calibration_error(labels, prob_fake, n_bins=n_bins)
     figure = go.Figure()
     figure.add_scatter(
@@ -162,21 +182,69 @@ def plot_reliability(labels, prob_fake, *, n_bins: int = 15) -> go.Figure:
         name="perfect calibration",
         line={"dash": "dot", "color": "grey"},
     )
-    figure.add_scatter(
-        x=filled["mean_prob_fake"],
-        y=filled["fraction_fake"],
-        mode="lines+markers",
-        name="model",
-        marker={"size": 6 + 14 * np.sqrt(filled["count"] / filled["count"].max())},
-        customdata=filled["count"],
-        hovertemplate="mean P(fake) %{x:.3f}<br>share fake %{y:.3f}<br>%{customdata} images"
-        "<extra></extra>",
-    )
+    if before is None:
+        _add_reliability_curve(figure, labels, prob_fake, n_bins=n_bins, name="model")
+        title = f"Reliability (ECE {ece:.4f})"
+    else:
+        raw_ece = expected_calibration_error(labels, before, n_bins=n_bins)
+        _add_reliability_curve(
+            figure,
+            labels,
+            before,
+            n_bins=n_bins,
+            name=f"before calibration (ECE {raw_ece:.4f})",
+            line={"dash": "dash", "color": "#9e9e9e"},
+        )
+        _add_reliability_curve(
+            figure, labels, prob_fake, n_bins=n_bins, name=f"after calibration (ECE {ece:.4f})"
+        )
+        title = f"Reliability before and after calibration (ECE {raw_ece:.4f} → {ece:.4f})"
     figure.update_layout(
-        title=f"Reliability (ECE {ece:.4f})",
+        title=title,
         xaxis_title="mean predicted P(fake) in bin",
         yaxis_title="observed share of fakes",
         height=380,
+    )
+    return figure
+
+
+def plot_risk_coverage(
+    labels,
+    prob_fake,
+    *,
+    threshold: float,
+    operating_point: tuple[float, float] | None = None,
+) -> go.Figure:
+    """The risk-coverage curve (`compute_risk_coverage`): answering only the most confident
+    images, the share answered (x, coverage) against the error rate among them (y, risk).
+    `operating_point`: (coverage, selective risk) of the decisions actually made, marked."""
+    curve = compute_risk_coverage(labels, prob_fake, threshold=threshold)
+    # Thinned like the PR curve; the last point (everything answered) is always kept.
+    keep = np.unique(np.linspace(0, len(curve) - 1, MAX_CURVE_POINTS).astype(int))
+    curve = curve.iloc[keep]
+    figure = go.Figure()
+    figure.add_scatter(
+        x=curve["coverage"],
+        y=curve["risk"],
+        mode="lines",
+        name="answering the most confident first",
+        hovertemplate="answering %{x:.1%} of images: %{y:.2%} wrong<extra></extra>",
+    )
+    if operating_point is not None:
+        coverage, risk = operating_point
+        figure.add_scatter(
+            x=[coverage],
+            y=[risk],
+            mode="markers",
+            marker={"size": 12, "color": FAKE_COLOUR, "symbol": "diamond"},
+            name=f"the model's decisions: {coverage:.1%} answered, {risk:.2%} wrong",
+        )
+    figure.update_layout(
+        title="Answering fewer images: how the error rate falls",
+        xaxis={"title": "share of images answered (coverage)", "range": [0, 1.02]},
+        yaxis={"title": "share wrong among the answered (risk)", "rangemode": "tozero"},
+        height=380,
+        legend={"orientation": "h", "y": -0.25},
     )
     return figure
 

@@ -398,3 +398,194 @@ def test_two_checkpoints_compared_on_the_same_images(environment, tiny_checkpoin
     comparison = at.dataframe[-1].value
     assert comparison.shape == (9, 2)  # nine metrics, two checkpoints
     assert comparison.loc["Accuracy"].between(0, 1).all()
+
+
+def test_error_selection_with_decisions() -> None:
+    from forensics.ui.errors import classify_rows, select_rows, shorten_reasons
+
+    table = pd.DataFrame(
+        {
+            "path": list("abcde"),
+            "label": [0, 0, 1, 1, 0],
+            "prob_fake": [0.9, 0.2, 0.3, 0.55, 0.52],
+            "decision": ["fake", "real", "unsure", "unsure", "unsure"],
+            "reasons": ["", "", "close to the threshold", "unstable | close", "odd size"],
+        }
+    )
+    rows = classify_rows(table, threshold=0.5)
+    assert list(rows["kind"]) == [
+        "false_positive",
+        "correct",
+        "false_negative",
+        "correct",
+        "false_positive",
+    ]  # the kinds stay thresholded calls, unsure or not
+    assert list(rows["decision"]) == list(table["decision"])
+    options = {"confidence": (0.5, 1.0), "uncertain_count": 0, "most_confident_first": True}
+    unsure = select_rows(rows, ["unsure"], **options)
+    assert list(unsure["path"]) == ["c", "d", "e"]  # right or wrong, by confidence .7, .55, .52
+    assert list(unsure["reasons"]) == ["close to the threshold", "unstable | close", "odd size"]
+    errors = select_rows(rows, ["false_positive", "false_negative"], **options)
+    assert list(errors["path"]) == ["a", "c", "e"]  # unsure errors are still errors
+    both = select_rows(rows, ["false_positive", "false_negative", "unsure"], **options)
+    assert list(both["path"]) == ["a", "c", "d", "e"]  # each row once
+    assert {"decision", "reasons"} <= set(both.to_csv(index=False).splitlines()[0].split(","))
+    assert shorten_reasons("unstable | close") == "unstable (+1 more)"
+    assert shorten_reasons("x" * 100, limit=10) == "x" * 9 + "…"
+    # A table made before decisions: every image answered with the call shown, no reasons.
+    old = classify_rows(table.drop(columns=["decision", "reasons"]), threshold=0.5)
+    assert list(old["decision"]) == ["fake", "real", "real", "fake", "fake"]
+    assert (old["reasons"] == "").all()
+    assert select_rows(old, ["unsure"], **options).empty
+
+
+def _checkpoint_with_evaluation(environment, monkeypatch, tmp_path, table, metrics) -> Path:
+    """A copy of the published checkpoint whose stored evaluation is `table` and `metrics`."""
+    from forensics.evaluation import write_evaluation
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(environment["checkpoint"], checkpoint, ignore=shutil.ignore_patterns("eval*"))
+    write_evaluation(checkpoint / "eval", table, {**metrics, "split": "test"})
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(checkpoint))
+    return checkpoint
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _figures(at: AppTest) -> list[dict]:
+    import json
+
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _figure_titled(at: AppTest, start: str) -> dict:
+    titles = [(f, f["layout"].get("title", {}).get("text", "")) for f in _figures(at)]
+    return next(f for f, title in titles if title.startswith(start))
+
+
+def _table_with_decisions(data: Path) -> tuple[pd.DataFrame, dict, list[int]]:
+    """All 20 images of the published dataset with seeded scores, five of them unsure."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from forensics.evaluation import (
+        build_predictions_table,
+        compute_metrics,
+        compute_selective_metrics,
+    )
+
+    paths = [f"{c}/{c}_{i:03d}.png" for c in ("real", "fake") for i in range(10)]
+    assert all((data / p).is_file() for p in paths)
+    labels = np.array([0] * 10 + [1] * 10)
+    rng = np.random.default_rng(7)
+    probs = np.clip(labels * 0.5 + rng.random(20) * 0.6 - 0.05, 0.01, 0.99)
+    probs[[2, 13]] = [0.8, 0.2]  # two confident mistakes among the answered images
+    raw = 0.5 + (probs - 0.5) * 0.5  # the uncalibrated scores: squeezed towards 0.5
+    unsure = [1, 4, 12, 15, 19]
+    reasons = {
+        1: ["the score is close to the threshold"],
+        4: ["the verdict changes under a harmless JPEG re-save (q90)", "the image is tiny"],
+        12: ["unlike the training images: " + "an unusual size and format " * 4],
+        15: ["the score is close to the threshold"],
+        19: ["the verdict changes under a harmless rescale 0.9x"],
+    }
+    called = np.where(probs >= 0.5, "fake", "real")
+    verdicts = [
+        SimpleNamespace(
+            prob_fake_raw=float(raw[i]),
+            decision="unsure" if i in unsure else str(called[i]),
+            reasons=reasons.get(i, []),
+        )
+        for i in range(20)
+    ]
+    table = build_predictions_table(
+        paths, labels, probs, threshold=0.5, splits=["test"] * 20, verdicts=verdicts
+    )
+    metrics = compute_metrics(labels, probs, threshold=0.5)
+    metrics.update(compute_selective_metrics(labels, table["decision"]))
+    return table, metrics, unsure
+
+
+def test_evaluation_page_on_a_table_without_decisions(environment, monkeypatch, tmp_path) -> None:
+    from forensics.evaluation import compute_metrics
+
+    stored = pd.read_csv(environment["checkpoint"] / "eval" / "predictions.csv")
+    old = stored.drop(columns=["prob_fake_raw", "decision", "reasons"], errors="ignore")
+    metrics = compute_metrics(old["label"], old["prob_fake"], threshold=0.5)
+    _checkpoint_with_evaluation(environment, monkeypatch, tmp_path, old, metrics)
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert not at.exception, at.exception
+    assert any("predates decisions" in c.value for c in at.caption)
+    assert _metric(at, "Answered (coverage)") == "100.0%"
+    assert _metric(at, "Unsure") == "0"
+    accuracy = float((old["predicted"] == old["true"]).mean())
+    assert _metric(at, "Accuracy on answered") == f"{accuracy:.1%}"
+    assert _figure_titled(at, "Answering fewer images")
+    assert _figure_titled(at, "Reliability (ECE ")  # no raw scores: one curve
+
+    errors = _run(_errors_script)
+    errors.radio[0].set_value(STORED).run()
+    assert "none unsure" in _caption_with(errors, "false positives")
+    errors.multiselect[0].set_value(["unsure"]).run()
+    assert not errors.exception, errors.exception
+    (info,) = errors.info
+    assert "predates decisions" in info.value
+    assert next(iter(errors.get("download_button"))).proto.label == "Download these 0 rows as CSV"
+
+
+def test_evaluation_and_errors_pages_show_the_decisions(environment, monkeypatch, tmp_path) -> None:
+    from forensics.evaluation import expected_calibration_error
+
+    table, metrics, unsure = _table_with_decisions(environment["data"])
+    _checkpoint_with_evaluation(environment, monkeypatch, tmp_path, table, metrics)
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert not at.exception, at.exception
+    assert not any("predates decisions" in c.value for c in at.caption)
+    answered = [i for i in range(20) if i not in unsure]
+    right = sum(table["decision"][i] == table["true"][i] for i in answered)
+    expected = {
+        "Answered (coverage)": f"{15 / 20:.1%}",
+        "Accuracy on answered": f"{right / 15:.1%}",
+        "Confident and wrong": f"{(15 - right) / 20:.1%}",
+        "Unsure": "5",
+    }
+    assert metrics["coverage"] == 0.75 and 0 < right < 15  # some answered images are wrong
+    assert {label: _metric(at, label) for label in expected} == expected
+    curve = _figure_titled(at, "Answering fewer images")
+    point = curve["data"][-1]
+    assert point["x"] == [0.75] and point["y"][0] == pytest.approx(1 - right / 15)
+    reliability = _figure_titled(at, "Reliability before and after calibration")
+    raw_ece = expected_calibration_error(table["label"], table["prob_fake_raw"])
+    ece = expected_calibration_error(table["label"], table["prob_fake"])
+    assert f"ECE {raw_ece:.4f} → {ece:.4f}" in reliability["layout"]["title"]["text"]
+    # The slider moves the thresholded metrics only, not what the decisions are worth.
+    next(s for s in at.slider if s.label.startswith("Decision threshold")).set_value(0.9).run()
+    assert {label: _metric(at, label) for label in expected} == expected
+
+    errors = _run(_errors_script)
+    errors.radio[0].set_value(STORED).run()
+    assert "5 unsure (the model did not answer)" in _caption_with(errors, "false positives")
+    errors.multiselect[0].set_value(["unsure"]).run()
+    assert not errors.exception, errors.exception
+    label = next(iter(errors.get("download_button"))).proto.label
+    assert label == "Download these 5 rows as CSV"
+    unsure_paths = {table["path"][i] for i in unsure}
+    assert set(next(s for s in errors.selectbox if s.label == "Image").options) == unsure_paths
+    captions = [c for image in errors.image for c in image.captions if c.startswith("Unsure")]
+    assert len(captions) == 5
+    for i in unsure:
+        name = table["path"][i].rsplit("/", 1)[-1]
+        (caption,) = [c for c in captions if name in c]
+        first = table["reasons"][i].split(" | ")[0]
+        assert first[:40] in caption  # shortened, but there
+    assert "(+1 more)" in next(c for c in captions if "real_004.png" in c)
+    # The detail table has the chosen image's reasons in full.
+    shown = next(s for s in errors.selectbox if s.label == "Image").value
+    detail = errors.table[0].value
+    full = table.set_index("path")["reasons"][shown]
+    assert full in detail.astype(str).to_numpy().ravel().tolist()

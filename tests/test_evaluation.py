@@ -6,19 +6,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from forensics.atomic import write_atomic
 from forensics.evaluation import (
+    REASON_SEPARATOR,
     IncompleteEvaluationError,
     build_predictions_table,
     compute_confusion,
     compute_metrics,
     compute_pr_curve,
     compute_reliability,
+    compute_risk_coverage,
     compute_roc_curve,
+    compute_selective_metrics,
+    decisions_of,
     expected_calibration_error,
     predict_labels,
     read_evaluation,
@@ -356,3 +361,43 @@ def test_an_unfinished_or_mixed_evaluation_is_never_read_as_complete(
         metrics.write_text(json.dumps(data))
     with pytest.raises(IncompleteEvaluationError, match="evaluat"):
         read_evaluation(folder)
+
+
+def test_selective_metrics_hand_computed() -> None:
+    # Answered: 0 real (right), 1 fake (wrong: real), 4 fake (right); 2 and 3 unsure.
+    decisions = ["real", "fake", "unsure", "unsure", "fake"]
+    m = compute_selective_metrics(LABELS, decisions)
+    assert m == {
+        "coverage": pytest.approx(3 / 5),
+        "answered": 3,
+        "unsure": 2,
+        "selective_accuracy": pytest.approx(2 / 3),
+        "confident_wrong_rate": pytest.approx(1 / 5),
+    }
+    assert compute_selective_metrics([1], ["unsure"])["selective_accuracy"] is None
+    with pytest.raises(ValueError, match="unknown decisions"):
+        compute_selective_metrics([1], ["maybe"])
+
+
+def test_risk_coverage_hand_computed() -> None:
+    # Confidence of the call: .9, .9 (0.1 real), .7, .6, .6 (0.4 real); wrong: 0.6 and 0.4.
+    curve = compute_risk_coverage(LABELS, PROBS, threshold=0.5)
+    np.testing.assert_allclose(curve["coverage"], [0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(curve["risk"], [0, 0, 0, 1 / 4, 2 / 5])
+
+
+def test_decisions_of_new_and_old_tables() -> None:
+    verdicts = [
+        SimpleNamespace(prob_fake_raw=p, decision=d, reasons=r)
+        for p, d, r in zip(
+            PROBS,
+            ["real", "unsure", "fake", "unsure", "fake"],
+            [[], ["close to the threshold"], [], ["a", "b"], []],
+            strict=True,
+        )
+    ]
+    new = build_predictions_table(list("abcde"), LABELS, PROBS, verdicts=verdicts)
+    assert list(decisions_of(new)) == ["real", "unsure", "fake", "unsure", "fake"]
+    assert new["reasons"].iloc[3] == f"a{REASON_SEPARATOR}b" and new["reasons"].iloc[0] == ""
+    old = build_predictions_table(list("abcde"), LABELS, PROBS)
+    assert list(decisions_of(old)) == ["real", "fake", "fake", "real", "fake"]  # all answered

@@ -7,13 +7,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from forensics.evaluation import compute_confusion
+from forensics.evaluation import compute_confusion, expected_calibration_error
 from forensics.plots import (
     plot_confusion_matrix,
     plot_pr_curve,
     plot_probability,
     plot_probability_histogram,
     plot_reliability,
+    plot_risk_coverage,
     plot_roc_curve,
     plot_training_curves,
 )
@@ -69,6 +70,44 @@ def test_reliability_reports_ece() -> None:
     figure = plot_reliability(LABELS, PROBS, n_bins=5)
     assert figure.layout.title.text.startswith("Reliability (ECE ")
     assert isinstance(figure, go.Figure) and len(figure.data) == 2
+
+
+def test_reliability_before_and_after_calibration_shows_both_eces() -> None:
+    raw = np.clip(0.5 + (PROBS - 0.5) * 0.4, 0, 1)  # squeezed towards 0.5: underconfident
+    figure = plot_reliability(LABELS, PROBS, n_bins=5, before=raw)
+    raw_ece = expected_calibration_error(LABELS, raw, n_bins=5)
+    ece = expected_calibration_error(LABELS, PROBS, n_bins=5)
+    assert raw_ece != pytest.approx(ece)  # the two curves are told apart by their numbers
+    diagonal, before, after = figure.data
+    assert diagonal.name == "perfect calibration"
+    assert before.name == f"before calibration (ECE {raw_ece:.4f})"
+    assert after.name == f"after calibration (ECE {ece:.4f})"
+    assert f"ECE {raw_ece:.4f} → {ece:.4f}" in figure.layout.title.text
+    # Each curve draws its own probabilities: the raw ones sit nearer 0.5.
+    assert max(abs(x - 0.5) for x in before.x) < max(abs(x - 0.5) for x in after.x)
+    # Without `before`, the figure is the one it always was.
+    assert [t.name for t in plot_reliability(LABELS, PROBS, n_bins=5).data][1] == "model"
+
+
+def test_risk_coverage_curve_and_the_decisions_operating_point() -> None:
+    figure = plot_risk_coverage(LABELS, PROBS, threshold=0.5, operating_point=(0.75, 1 / 6))
+    curve, point = figure.data
+    # Most confident first: .1 and .9, .8 and .2 (all right), then .7 and .3 (both wrong).
+    assert curve.x[0] == pytest.approx(1 / 8) and curve.y[0] == 0.0
+    assert curve.x[-1] == 1.0 and curve.y[-1] == pytest.approx(2 / 8)  # all answered: 2 wrong
+    assert curve.y[3] == 0.0 and curve.y[4] == pytest.approx(1 / 5)
+    assert point.x == (0.75,) and point.y == (pytest.approx(1 / 6),)
+    assert "75.0% answered" in point.name and "16.67% wrong" in point.name
+    assert figure.layout.title.text == "Answering fewer images: how the error rate falls"
+    assert "answered" in figure.layout.xaxis.title.text
+
+
+def test_risk_coverage_without_an_operating_point_and_on_many_images() -> None:
+    assert len(plot_risk_coverage(LABELS, PROBS, threshold=0.5).data) == 1
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 50_000)
+    figure = plot_risk_coverage(labels, rng.random(50_000), threshold=0.5)
+    assert len(figure.data[0].x) <= 1000 and figure.data[0].x[-1] == 1.0  # thinned, ends at all
 
 
 def test_histogram_counts_each_true_class_in_its_bins() -> None:

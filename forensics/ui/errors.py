@@ -1,5 +1,6 @@
-"""Error browser: the misclassified images (and, on request, the least confident correct ones),
-filtered, sorted and paged, with heatmaps and a detail view."""
+"""Error browser: the misclassified images (and, on request, the least confident correct ones and
+the images the model did not answer), filtered, sorted and paged, with heatmaps, the reasons for
+each decision and a detail view."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from forensics.data import ImageStore
 from forensics.detector import Detector
+from forensics.evaluation import REASON_SEPARATOR, decisions_of
 from forensics.explain import CAM_METHODS
 from forensics.images import ImageLoadError
 from forensics.ui.common import (
@@ -30,23 +32,32 @@ KINDS = {
     "false_positive": "False positives (real called fake)",
     "false_negative": "False negatives (fake called real)",
     "uncertain_correct": "Least confident correct",
+    "unsure": "Unsure (the model did not answer)",
 }
 PAGE_SIZE = 12
 COLUMNS = 4
 THUMBNAIL = 160
+REASON_CHARS = 60  # of the first reason in a thumbnail's caption; the detail has them all
 
 
 def classify_rows(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Add `verdict`, `kind` and `confidence` (probability of the verdict) at `threshold`."""
+    """Add `verdict`, `kind` and `confidence` (probability of the verdict) at `threshold`, and
+    the recorded `decision` and `reasons` (for a table made before decisions: the call at
+    `threshold`, and no reasons)."""
     fake = table["prob_fake"].to_numpy() >= threshold
     label = table["label"].to_numpy()
     kind = np.where(
         fake == (label == 1), "correct", np.where(fake, "false_positive", "false_negative")
     )
+    verdict = np.where(fake, "fake", "real")
+    reasons = table["reasons"].fillna("").astype(str) if "reasons" in table else ""
     return table.assign(
-        verdict=np.where(fake, "fake", "real"),
+        verdict=verdict,
         kind=kind,
         confidence=np.where(fake, table["prob_fake"], 1.0 - table["prob_fake"]),
+        # Without recorded decisions every image is answered, with the call shown here.
+        decision=decisions_of(table.assign(predicted=verdict)),
+        reasons=reasons,
     )
 
 
@@ -58,16 +69,41 @@ def select_rows(
     uncertain_count: int,
     most_confident_first: bool,
 ) -> pd.DataFrame:
-    """The errors of the chosen kinds plus the `uncertain_count` least confident correct rows,
-    within the confidence range, sorted by confidence."""
-    parts = [rows[rows["kind"] == k] for k in kinds if k != "uncertain_correct"]
+    """The errors of the chosen kinds (thresholded calls), the rows decided unsure (right or
+    wrong) and the `uncertain_count` least confident correct rows, each row once, within the
+    confidence range, sorted by confidence."""
+    parts = [rows[rows["kind"] == k] for k in kinds if k in ("false_positive", "false_negative")]
+    if "unsure" in kinds:
+        parts.append(rows[rows["decision"] == "unsure"])
     if "uncertain_correct" in kinds and uncertain_count:
         correct = rows[rows["kind"] == "correct"].nsmallest(uncertain_count, "confidence")
         parts.append(correct.assign(kind="uncertain_correct"))
     chosen = pd.concat(parts) if parts else rows.iloc[:0]
+    chosen = chosen[~chosen.index.duplicated()]  # an unsure error is both: listed once
     low, high = confidence
     chosen = chosen[(chosen["confidence"] >= low) & (chosen["confidence"] <= high)]
     return chosen.sort_values("confidence", ascending=not most_confident_first)
+
+
+def shorten_reasons(reasons: str, *, limit: int = REASON_CHARS) -> str:
+    """The first of the joined reasons, cut to `limit` characters, and how many more follow."""
+    if not reasons:
+        return ""
+    first, *more = reasons.split(REASON_SEPARATOR)
+    if len(first) > limit:
+        first = first[: limit - 1].rstrip() + "…"
+    return f"{first} (+{len(more)} more)" if more else first
+
+
+def thumbnail_caption(row) -> str:
+    """Unsure where the model did not answer, the thresholded kind, P(fake), the file name and
+    the reasons, shortened."""
+    parts = ["Unsure"] if row.decision == "unsure" else []
+    parts.append(KINDS.get(row.kind, row.kind.capitalize()).split(" (")[0])
+    parts += [f"P(fake) {row.prob_fake:.3f}", row.path.rsplit("/", 1)[-1]]
+    if row.reasons:
+        parts.append(shorten_reasons(row.reasons))
+    return " · ".join(parts)
 
 
 def errors_page() -> None:
@@ -81,10 +117,17 @@ def errors_page() -> None:
     threshold = selected_threshold(detector)
     rows = classify_rows(results.table, threshold)
     counts = rows["kind"].value_counts()
+    recorded = "decision" in results.table
+    unsure = int((rows["decision"] == "unsure").sum())
     st.caption(
         f"{results.description} at threshold {threshold:.2f}: "
         f"{counts.get('false_positive', 0):,} false positives, "
-        f"{counts.get('false_negative', 0):,} false negatives among {len(rows):,} images."
+        f"{counts.get('false_negative', 0):,} false negatives among {len(rows):,} images; "
+        + (
+            f"{unsure:,} unsure (the model did not answer)."
+            if recorded
+            else "no decisions recorded, so none unsure."
+        )
     )
     filters = st.columns([2, 2, 1])
     kinds = filters[0].multiselect(
@@ -111,8 +154,15 @@ def errors_page() -> None:
         file_name="errors.csv",
         mime="text/csv",
     )
+    predates = "unsure" in kinds and not recorded
+    if predates:
+        st.info(
+            "This evaluation predates decisions: every image counts as answered, so none is "
+            "unsure. Evaluate again to see them."
+        )
     if chosen.empty:
-        st.info("Nothing matches these filters.")
+        if not predates or len(kinds) > 1:  # one note is enough for an Unsure-only filter
+            st.info("Nothing matches these filters.")
         return
     if results.root is None or not results.root.exists():
         if results.images_hint:
@@ -159,8 +209,7 @@ def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> Non
             continue
         column.image(
             enlarge(explanation.overlay, THUMBNAIL),
-            caption=f"{KINDS.get(row.kind, row.kind).split(' (')[0]} · "
-            f"P(fake) {row.prob_fake:.3f} · {row.path.rsplit('/', 1)[-1]}",
+            caption=thumbnail_caption(row),
             width=THUMBNAIL,
         )
 
@@ -194,6 +243,8 @@ def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> N
                 "path": [path],
                 "true": [row["true"]],
                 "verdict": [row["verdict"]],
+                "decision": [row["decision"]],
+                "reasons": [row["reasons"] or "(none)"],
                 "P(fake)": [f"{row['prob_fake']:.4f}"],
                 "size": [f"{size[0]}x{size[1]}"],
                 "format": [file_format],

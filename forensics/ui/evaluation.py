@@ -1,5 +1,6 @@
 """Model evaluation: metrics, confusion matrix, ROC/PR, calibration and score histograms, with a
-threshold slider that updates everything live."""
+threshold slider that updates the thresholded figures live, and what the model's decisions (real,
+fake or unsure) are worth."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from forensics.checkpoint import CheckpointError, shipped_checkpoints
-from forensics.evaluation import compute_metrics
+from forensics.evaluation import compute_metrics, compute_selective_metrics, decisions_of
 from forensics.plots import (
     plot_confusion_matrix,
     plot_pr_curve,
     plot_probability_histogram,
     plot_reliability,
+    plot_risk_coverage,
     plot_roc_comparison,
     plot_roc_curve,
 )
@@ -53,7 +55,7 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
 def evaluation_figures(
     labels: np.ndarray, probs: np.ndarray, threshold: float, normalize: bool
 ) -> tuple[dict, dict, dict[str, go.Figure]]:
-    """Metrics, confusion counts and the page's five figures at `threshold`. Memoised: coming
+    """Metrics, confusion counts and the page's four thresholded figures. Memoised: coming
     back to the page, or back to a threshold already shown, costs no recomputation (on 8,908
     images the metrics and curves take most of a second on a small CPU)."""
     metrics = compute_metrics(labels, probs, threshold=threshold)
@@ -62,10 +64,54 @@ def evaluation_figures(
         "confusion": plot_confusion_matrix(confusion, normalize=normalize),
         "roc": plot_roc_curve(labels, probs, threshold=threshold, metrics=metrics),
         "pr": plot_pr_curve(labels, probs, threshold=threshold, metrics=metrics),
-        "reliability": plot_reliability(labels, probs),
         "histogram": plot_probability_histogram(labels, probs, threshold=threshold),
     }
     return metrics, confusion, figures
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def decision_figures(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    raw: np.ndarray | None,
+    decisions: np.ndarray,
+    threshold: float,
+) -> tuple[dict, dict[str, go.Figure]]:
+    """What the recorded decisions are worth (`compute_selective_metrics`), the risk-coverage
+    curve with their operating point, and the reliability diagram (before and after calibration
+    where `raw` is given). None of it follows the slider: `threshold` is the one the decisions
+    were made at. `decisions` must be a fixed-width str array: Streamlit hashes its bytes."""
+    selective = compute_selective_metrics(labels, decisions)
+    accuracy = selective["selective_accuracy"]
+    point = None if accuracy is None else (selective["coverage"], 1.0 - accuracy)
+    figures = {
+        "risk_coverage": plot_risk_coverage(
+            labels, probs, threshold=threshold, operating_point=point
+        ),
+        "reliability": plot_reliability(labels, probs, before=raw),
+    }
+    return selective, figures
+
+
+def draw_decisions(selective: dict, figure: go.Figure, *, recorded: bool, n: int) -> None:
+    """The four numbers of the decisions beside the risk-coverage curve."""
+    st.subheader("What the decisions are worth")
+    numbers, curve = st.columns([1, 1])
+    accuracy = selective["selective_accuracy"]
+    top, bottom = numbers.columns(2), numbers.columns(2)
+    top[0].metric("Answered (coverage)", f"{selective['coverage']:.1%}")
+    top[1].metric("Accuracy on answered", "n/a" if accuracy is None else f"{accuracy:.1%}")
+    bottom[0].metric("Confident and wrong", f"{selective['confident_wrong_rate']:.1%}")
+    bottom[1].metric("Unsure", f"{selective['unsure']:,}")
+    numbers.caption(
+        "The model answers real or fake only when it can back the call, and says unsure "
+        f"otherwise: coverage is the share of the {n:,} images answered, accuracy counts only "
+        "those, confident-and-wrong is answered-and-wrong over all images. These are the "
+        "decisions as recorded; the threshold slider does not move them."
+    )
+    if not recorded:
+        numbers.caption("This evaluation predates decisions: every image counts as answered.")
+    curve.plotly_chart(figure, width="stretch")
 
 
 def evaluation_page() -> None:
@@ -76,7 +122,8 @@ def evaluation_page() -> None:
     results = choose_results(detector, key="evaluation")
     if results is None:
         return
-    labels, probs = results.table["label"].to_numpy(), results.table["prob_fake"].to_numpy()
+    table = results.table
+    labels, probs = table["label"].to_numpy(), table["prob_fake"].to_numpy()
     st.caption(
         f"Checkpoint {detector.checkpoint_id} on {results.description}. Fake is the positive "
         "class: recall is the share of generated images caught, specificity the share of real "
@@ -93,17 +140,25 @@ def evaluation_page() -> None:
     left, right = st.columns([1, 1])
     normalize = right.toggle("Show shares of each true class", value=False)
     metrics, confusion, figures = evaluation_figures(labels, probs, threshold, normalize)
+    selective, decided = decision_figures(
+        labels,
+        probs,
+        table["prob_fake_raw"].to_numpy(dtype=float) if "prob_fake_raw" in table else None,
+        decisions_of(table).astype(str),
+        float(results.metrics.get("threshold", detector.threshold)),
+    )
     left.dataframe(metrics_table(metrics), hide_index=True, width="stretch")
     right.plotly_chart(figures["confusion"], width="stretch")
     right.caption(
         f"False positives (real called fake): {confusion['fp']:,} · "
         f"false negatives (fake called real): {confusion['fn']:,}"
     )
+    draw_decisions(selective, decided["risk_coverage"], recorded="decision" in table, n=len(table))
     roc, pr = st.columns(2)
     roc.plotly_chart(figures["roc"], width="stretch")
     pr.plotly_chart(figures["pr"], width="stretch")
     calibration, histogram = st.columns(2)
-    calibration.plotly_chart(figures["reliability"], width="stretch")
+    calibration.plotly_chart(decided["reliability"], width="stretch")
     histogram.plotly_chart(figures["histogram"], width="stretch")
     draw_comparison(detector, results, threshold)
 
