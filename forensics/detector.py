@@ -40,6 +40,7 @@ from forensics.labels import CLASS_INDEX
 from forensics.models import NUM_CLASSES, LogitsAndFeatures, get_cam_target_layer
 from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.transforms import (
+    TrimLongSide,
     build_eval_geometry,
     build_eval_transform,
     normalize_batch,
@@ -150,6 +151,9 @@ class Detector:
         self.threshold = float(metadata.get("threshold", 0.5))
         self.transform = build_eval_transform(self.data_config)
         self.geometry = build_eval_geometry(self.data_config)  # uint8, for batches of files
+        self.trim = TrimLongSide(
+            resize=self.data_config.resize, input_size=self.data_config.input_size
+        )
         self.target_layer = get_cam_target_layer(model)
         size = int(self.data_config.input_size)
         # The engine gives the logits and the penultimate features in one pass. It is warmed up
@@ -211,11 +215,12 @@ class Detector:
         first reduced to four times the model's input scale: the model resizes it anyway, and
         a 12 MP re-save would cost more than the verdict."""
         limit = 4 * int(self.data_config.resize)
-        working = rgb
-        if min(rgb.size) > limit:
-            factor = limit / min(rgb.size)
-            working = rgb.resize(
-                (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
+        # Only the part the model's crop keeps: a 1x400,000 strip would not even save as a JPEG.
+        working = self.trim(rgb)
+        if min(working.size) > limit:
+            factor = limit / min(working.size)
+            working = working.resize(
+                (max(1, round(working.width * factor)), max(1, round(working.height * factor))),
                 Image.Resampling.BILINEAR,
                 reducing_gap=2.0,
             )
