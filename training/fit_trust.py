@@ -153,7 +153,7 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
         f"- **Training domain**: images {_span(domain['scale'], domain['resize'])} px on the "
         f"short side, long/short side ratio up to {domain['aspect'][1]:.2f}, "
-        + (f"JPEG quality {quality[0]}-{quality[1]}" if quality else "no JPEGs")
+        + (f"JPEG quality {_range(*quality)}" if quality else "no JPEGs")
         + f" ({domain['jpeg_share']:.0%} JPEG); feature distance at most "
         f"{record['feature_threshold']:.1f} ({record['feature_quantile']:.0%} of in-domain "
         f"validation images).",
@@ -194,7 +194,10 @@ def _describe_changes(record: Mapping[str, Any]) -> str:
 
 
 def _span(scale: list[float], resize: int) -> str:
-    low, high = (round(s * resize) for s in scale)
+    return _range(*(round(s * resize) for s in scale))
+
+
+def _range(low: int, high: int) -> str:
     return f"{low}" if low == high else f"{low}-{high}"
 
 
