@@ -11,6 +11,7 @@ TARGETS = {
     "gradcam_over_forward": 3.5,
     "eigencam_over_forward": 1.5,
     "warm_verdict_s": 0.15,
+    "warm_decision_s": 0.3,  # every check of a single verdict (the honest-verdicts issue)
     "warm_heatmap_s": 0.5,
     "cold_start_s": 5.0,
     "evaluation_over_model": 0.85,
@@ -53,7 +54,7 @@ def summarize_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 where=f"{row['model']}, batch {row['batch']}",
             )
     detector = results["detector"]
-    for key in ("warm_verdict_s", "warm_heatmap_s", "cold_start_s"):
+    for key in ("warm_verdict_s", "warm_decision_s", "warm_heatmap_s", "cold_start_s"):
         add(key, detector[key], at_least=False, where="default model, Detector")
     best = max(results["evaluation"], key=lambda r: r["over_model"], default=None)
     if best is not None:
@@ -122,6 +123,7 @@ def render_report(results: dict[str, Any]) -> str:
             [
                 "upload",
                 "warm_verdict_s",
+                "warm_decision_s",
                 "warm_heatmap_s",
                 "cold_start_s",
                 "import_s",

@@ -32,6 +32,7 @@ def test_quick_run_measures_every_section(quick_run) -> None:
     assert all(row["over_forward"] > 0 for row in results["cam"])
     detector = results["detector"]
     assert 0 < detector["warm_verdict_s"] <= detector["warm_heatmap_s"] + 1.0
+    assert detector["warm_decision_s"] > 0
     assert detector["cold_start_s"] == pytest.approx(
         detector["import_s"] + detector["load_s"] + detector["first_verdict_s"]
     )
@@ -59,7 +60,12 @@ def test_targets_are_judged_in_the_right_direction() -> None:
             {"engine": "eager", "vs_onnxruntime": 0.5, "model": "m", "batch": 1},
         ],
         "cam": [{"method": "gradcam", "over_forward": 4.0, "model": "m", "batch": 1}],
-        "detector": {"warm_verdict_s": 0.1, "warm_heatmap_s": 0.7, "cold_start_s": 4.0},
+        "detector": {
+            "warm_verdict_s": 0.1,
+            "warm_decision_s": 0.4,
+            "warm_heatmap_s": 0.7,
+            "cold_start_s": 4.0,
+        },
         "evaluation": [
             {"over_model": 0.7, "images": 10, "workers": 0},
             {"over_model": 0.9, "images": 10, "workers": 1},
@@ -71,6 +77,7 @@ def test_targets_are_judged_in_the_right_direction() -> None:
         ("fast_vs_onnxruntime", False),
         ("gradcam_over_forward", False),
         ("warm_verdict_s", True),
+        ("warm_decision_s", False),
         ("warm_heatmap_s", False),
         ("cold_start_s", True),
         ("evaluation_over_model", True),  # the best worker count is the one reported

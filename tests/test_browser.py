@@ -79,15 +79,38 @@ def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_fil
     page.get_by_text("Classify an image").wait_for(timeout=60_000)
     page.locator("input[type=file]").set_input_files(str(upload_file))
     page.get_by_text("What the model saw").wait_for(timeout=90_000)
-    verdict = page.get_by_text("Verdict", exact=True)
-    assert verdict.is_visible()
+    decision = page.get_by_text("Decision", exact=True)
+    assert decision.is_visible()
     body = page.inner_text("body")
-    assert "AI-generated" in body or "Real photograph" in body
+    shown = page.get_by_test_id("stMetricValue").first.inner_text().strip()
+    assert shown in ("AI-generated", "Real photograph", "Unsure")
     assert "regions pushing towards" in body  # the heatmap's caption
     assert page.locator("img").count() >= 2  # the view and the overlay
     assert "Traceback" not in body
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
+
+
+def test_a_photograph_gets_unsure_with_its_reason_from_the_default_model(
+    app_url: str, browser_page, tmp_path: Path
+) -> None:
+    """A 1600 px photograph is nothing like the default model's 32 px training images: the page
+    must say unsure, and why, not show a confident label."""
+    if not (DEFAULT_CHECKPOINT / "trust.safetensors").is_file():
+        pytest.skip("the shipped default model has no trust profile here")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(image_bytes(make_image(11, size=64).resize((1600, 1131)), "JPEG", quality=90))
+    page = browser_page
+    page.goto(app_url, timeout=60_000)
+    page.get_by_text("Classify an image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(photo))
+    page.get_by_text("What the model saw").wait_for(timeout=90_000)
+    body = page.inner_text("body")
+    assert page.get_by_test_id("stMetricValue").first.inner_text().strip() == "Unsure"
+    assert "unlike what the model was trained on" in body and "downscaled" in body
+    assert "Traceback" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classify_photograph_unsure.png"), full_page=True)
 
 
 def test_two_uploads_with_the_same_name_get_two_verdicts(
@@ -109,7 +132,7 @@ def test_two_uploads_with_the_same_name_get_two_verdicts(
     page.get_by_text("JSON record of this verdict").nth(1).wait_for(timeout=90_000)
     body = page.inner_text("body")
     assert "IMG_0001.jpg (1 of 2)" in body
-    assert page.get_by_text("Verdict", exact=True).count() == 2
+    assert page.get_by_text("Decision", exact=True).count() == 2
     assert page.get_by_text("What the model saw").count() == 2
     assert "Traceback" not in body and "DuplicateElement" not in body
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
