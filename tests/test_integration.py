@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from forensics import load_detector
 from forensics.checkpoint import DEFAULT_CHECKPOINT, METADATA_FILE
 from forensics.data import ImageStore
 from forensics.scan import build_manifest
+from tests.conftest import make_image
 
 pytestmark = pytest.mark.integration
 
@@ -151,9 +151,23 @@ def test_default_model_on_faces(default_detector, faces_copy: Path) -> None:
         # A 256 px face is shown as the model saw it, at its input size, not the original.
         assert explanation.view.shape == (size, size, 3)
         assert explanation.heatmap.shape == (size, size)
-    with Image.open(files[0]) as image:
-        if min(image.size) > 2 * default_detector.data_config.resize:
-            assert default_detector.domain_warning(image)
+    # 256 px faces are 8x the default model's 32 px training images: never a confident answer.
+    assert all(v.decision == "unsure" for v in verdicts)
+    assert all(any("downscaled 8x" in r for r in v.reasons) for v in verdicts)
+
+
+def test_auto_sends_each_shared_set_to_its_own_model(cifake_copy: Path, faces_copy: Path) -> None:
+    from forensics.router import NO_MODEL_FITS, load_detector
+
+    auto = load_detector("auto")
+    cifake, _ = _labelled_files(cifake_copy)
+    faces, _ = _labelled_files(faces_copy)
+    photo = make_image(5, size=64).resize((1600, 1131))
+    verdicts = auto.predict_batch([*cifake[:4], *faces[:4], photo])
+    assert [v.checkpoint for v in verdicts[:8]] == ["default"] * 4 + ["faces"] * 4
+    assert all(v.routing == "chosen" for v in verdicts[:8])
+    assert verdicts[-1].decision == "unsure" and verdicts[-1].routing == "nearest"
+    assert verdicts[-1].reasons[0].startswith(NO_MODEL_FITS)
 
 
 def test_cli_evaluate_with_the_default_model(default_detector, cifake_copy: Path, tmp_path) -> None:

@@ -1,0 +1,43 @@
+"""The honest-verdicts measurements (benchmarks.routing and benchmarks.lookalikes): their image
+making and their tables, on tiny inputs (the runs themselves need the shared data)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import lookalikes, routing
+from forensics.images import inspect_image
+from tests.conftest import image_bytes, make_image
+
+
+def test_lookalikes_take_the_training_size_and_quality() -> None:
+    photo = image_bytes(make_image(1, size=64).resize((640, 480)), "JPEG", quality=95)
+    for _, _, make in lookalikes.CASES["default"]:
+        info = inspect_image(lookalikes.lookalike(photo, make))
+        assert (info.width, info.height, info.jpeg_quality) == (32, 32, 75)
+    _, (_, how, crop) = lookalikes.CASES["faces"]
+    assert "not resampled" in how
+    cropped = lookalikes.lookalike(photo, crop)
+    assert inspect_image(cropped).width == 256
+    with Image.open(io.BytesIO(cropped)) as image, Image.open(io.BytesIO(photo)) as original:
+        # The centre of the photograph, pixel for pixel (up to the JPEG round trip).
+        centre = np.asarray(original.convert("L").crop((192, 112, 448, 368)), dtype=float)
+        assert np.abs(np.asarray(image.convert("L"), dtype=float) - centre).mean() < 12
+
+
+def test_the_tables_report_each_row_and_judge_the_routing_target() -> None:
+    row = {"source": "cifake", "images": 10, "expected": "default", "right_model": 0.9,
+           "chosen": {"default": 0.9, "none": 0.1}, "coverage": 0.5, "selective_accuracy": 1.0,
+           "confident_wrong_rate": 0.0}  # fmt: skip
+    table = routing.render([row])
+    assert "| cifake | 10 | default | 90.0% | default 90.0%, none 10.0% | 50.0% |" in table
+    assert table.endswith("MISSED.")
+    assert routing.render([{**row, "right_model": 0.96}]).endswith("met.")
+    looks = lookalikes.render([{"checkpoint": "faces", "source": "sdcoco", "images": 3,
+                                "made_like_training": "crop", "call_accuracy": 2 / 3,
+                                "coverage": 1 / 3, "selective_accuracy": None,
+                                "confident_wrong_rate": 1 / 3}])  # fmt: skip
+    assert "| faces | sdcoco | crop | 3 | 66.7% | 33.3% | n/a | 33.3% |" in looks
