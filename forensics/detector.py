@@ -92,10 +92,6 @@ class Verdict:
         """Probability of the class the verdict names, in [0.5, 1] at the default threshold."""
         return self.prob_fake if self.label == "fake" else 1.0 - self.prob_fake
 
-    @property
-    def answered(self) -> bool:
-        return self.decision != "unsure"
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "decision": self.decision,
@@ -208,7 +204,10 @@ class Detector:
         """Verdicts for decoded RGB images and what their files were (None: unknown)."""
         views = [self.stability_views(rgb) if stability else [rgb] for rgb in rgbs]
         pixels = torch.stack([self.geometry(view) for group in views for view in group])
-        return self.judge_pixels(pixels, infos, views_per_image=len(views[0]) if views else 1)
+        margins, features = self.score_pixels(pixels)
+        per_image = len(views[0])
+        features = features.reshape(len(rgbs), per_image, -1)[:, 0]  # the image's own view
+        return self.verdicts_from_scores(margins.reshape(len(rgbs), per_image), features, infos)
 
     def stability_views(self, rgb: Image.Image) -> list[Image.Image]:
         """The image, then its copies under the stability check's changes. A large image is
@@ -225,20 +224,6 @@ class Detector:
                 reducing_gap=2.0,
             )
         return [rgb, *(change(working) for change in STABILITY_PERTURBATIONS.values())]
-
-    def judge_pixels(
-        self,
-        pixels: torch.Tensor,
-        infos: Sequence[ImageInfo | None],
-        *,
-        views_per_image: int = 1,
-    ) -> list[Verdict]:
-        """Verdicts from a uint8 batch (N * views_per_image, 3, H, W) from `self.geometry`: each
-        image's own view, then (when views_per_image > 1) its STABILITY_PERTURBATIONS copies."""
-        margins, features = self.score_pixels(pixels)
-        margins = margins.reshape(len(infos), views_per_image)
-        features = features.reshape(len(infos), views_per_image, -1)[:, 0]
-        return self.verdicts_from_scores(margins, features, infos)
 
     def verdicts_from_scores(
         self, margins: np.ndarray, features: np.ndarray, infos: Sequence[ImageInfo | None]

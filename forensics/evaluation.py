@@ -133,6 +133,21 @@ def expected_calibration_error(
     return float((gaps * filled["count"]).sum() / filled["count"].sum())
 
 
+def calibrated_ece_floor(
+    prob_fake: Sequence[float], *, n_bins: int = 15, draws: int = 200, seed: int = 0
+) -> float:
+    """The ECE a perfectly calibrated model would still show on these N images, from sampling
+    alone: the median ECE over `draws` label sets drawn from `prob_fake` itself. On a few hundred
+    images it is far from zero, so a measured ECE near it is as good as calibration can show."""
+    p = np.asarray(prob_fake, dtype=float)
+    rng = np.random.default_rng(seed)
+    values = [
+        expected_calibration_error((rng.random(p.size) < p).astype(int), p, n_bins=n_bins)
+        for _ in range(draws)
+    ]
+    return float(np.median(values))
+
+
 def build_predictions_table(
     paths: Sequence[str],
     labels: Sequence[int],

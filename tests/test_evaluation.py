@@ -401,3 +401,15 @@ def test_decisions_of_new_and_old_tables() -> None:
     assert new["reasons"].iloc[3] == f"a{REASON_SEPARATOR}b" and new["reasons"].iloc[0] == ""
     old = build_predictions_table(list("abcde"), LABELS, PROBS)
     assert list(decisions_of(old)) == ["real", "fake", "fake", "real", "fake"]  # all answered
+
+
+def test_the_ece_floor_shrinks_with_the_number_of_images() -> None:
+    from forensics.evaluation import calibrated_ece_floor
+
+    rng = np.random.default_rng(0)
+    small = calibrated_ece_floor(rng.random(180))
+    large = calibrated_ece_floor(rng.random(50_000), draws=20)
+    assert 0.03 < small < 0.15  # 180 images: sampling alone is worth several points of ECE
+    assert large < 0.01 < small
+    probs = rng.random(500)
+    assert calibrated_ece_floor(probs, seed=3) == calibrated_ece_floor(probs, seed=3)

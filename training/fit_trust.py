@@ -27,6 +27,7 @@ from forensics.checkpoint import METADATA_FILE, CheckpointError, update_metadata
 from forensics.data import dataset_fingerprint, load_splits
 from forensics.detector import Detector, load_detector
 from forensics.evaluation import (
+    calibrated_ece_floor,
     compute_selective_metrics,
     expected_calibration_error,
     manifest_infos,
@@ -147,7 +148,9 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         "",
         f"- **Calibration**: temperature {record['temperature']:.3f} (fitted on "
         f"{fit['val_images']:,} validation images). Expected calibration error on the test "
-        f"split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after.",
+        f"split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after; a perfectly "
+        f"calibrated model would show {test['ece_floor']:.4f} on these {test['n']:,} images "
+        "from sampling alone (median of 200 draws).",
         f"- **Abstain band**: no answer while {band['low']:.3f} < P(fake) < {band['high']:.3f} "
         f"(the narrowest band whose answered validation images were wrong at most "
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
@@ -245,7 +248,11 @@ def fit_checkpoint(
     detector = load_detector(directory)  # exactly what users load, with the stored profile
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     table, metrics = run_evaluation(detector, root, test, batch_size=batch_size, progress=progress)
-    metrics.update(split="test", dataset=describe_dataset(root, manifest))
+    metrics.update(
+        split="test",
+        dataset=describe_dataset(root, manifest),
+        ece_floor=calibrated_ece_floor(table["prob_fake"]),
+    )
     write_evaluation(directory / "eval", table, metrics)
     meta = {
         **detector.metadata,

@@ -26,7 +26,7 @@ from forensics.atomic import write_atomic, write_text_atomic
 from forensics.checkpoint import load_checkpoint, save_checkpoint
 from forensics.data import load_splits
 from forensics.detector import load_detector
-from forensics.evaluation import run_evaluation, write_evaluation
+from forensics.evaluation import calibrated_ece_floor, run_evaluation, write_evaluation
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.fit_trust import (
@@ -75,7 +75,11 @@ def publish(
     detector = load_detector(dest)
     test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
     table, metrics = run_evaluation(detector, root, test_rows, batch_size=batch_size)
-    metrics.update(split="test", dataset=describe_dataset(root, manifest))
+    metrics.update(
+        split="test",
+        dataset=describe_dataset(root, manifest),
+        ece_floor=calibrated_ece_floor(table["prob_fake"]),
+    )
     write_evaluation(dest / "eval", table, metrics)
 
     ood_results = {}
