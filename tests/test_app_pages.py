@@ -589,3 +589,18 @@ def test_evaluation_and_errors_pages_show_the_decisions(environment, monkeypatch
     detail = errors.table[0].value
     full = table.set_index("path")["reasons"][shown]
     assert full in detail.astype(str).to_numpy().ravel().tolist()
+
+
+def test_the_stability_check_is_a_choice_with_its_own_cached_results(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(ON_DATASET).run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
+    box = next(c for c in at.checkbox if c.label.startswith("Include the stability check"))
+    assert box.value is False  # five passes per image: a choice, not the default
+    _evaluate_if_asked(at)
+    assert "decisions without the stability check" in _caption_with(at, "Checkpoint")
+    next(c for c in at.checkbox if c.label.startswith("Include the stability")).check().run()
+    assert [b for b in at.button if b.label.startswith("Evaluate 20 images")]  # not the other's
+    _evaluate_if_asked(at)
+    assert "without the stability check" not in _caption_with(at, "Checkpoint")
+    assert "20 images" in _caption_with(at, "Checkpoint")

@@ -197,7 +197,14 @@ def draw_comparison(detector, results, threshold: float) -> None:
             st.error(f"Cannot load the checkpoint: {exc}")
             return
         split = results.metrics.get("split", "all")
-        other_results = evaluate_rows(other, results.root, results.rows, split=split, key="compare")
+        other_results = evaluate_rows(
+            other,
+            results.root,
+            results.rows,
+            split=split,
+            key="compare",
+            stability=bool(results.metrics.get("stability", False)),
+        )
         if other_results is None:
             return
         named = {

@@ -247,15 +247,33 @@ def _results_on_dataset(detector: Detector, *, key: str) -> Results | None:
     if rows.empty:
         st.info("No images in that selection.")
         return None
-    return evaluate_rows(detector, root, rows, split=split, key=key)
+    stability = st.checkbox(
+        "Include the stability check (five passes per image)",
+        value=False,
+        key=f"{key}_stability",
+        help="A single verdict's decision also checks the score under a JPEG re-save, a 0.9x "
+        "resize, a shift and a mirror. Over a dataset that takes five times as long; without it "
+        "every other check still runs, and an image can only be answered more often.",
+    )
+    return evaluate_rows(detector, root, rows, split=split, key=key, stability=stability)
 
 
 def evaluate_rows(
-    detector: Detector, root: Path, rows: pd.DataFrame, *, split: str, key: str
+    detector: Detector,
+    root: Path,
+    rows: pd.DataFrame,
+    *,
+    split: str,
+    key: str,
+    stability: bool = False,
 ) -> Results | None:
     """Results of `detector` on manifest `rows`: from the disk cache, or computed after a click
-    (with a progress bar) and cached, keyed by the weights' id and the rows' fingerprint."""
-    cache_key = f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{split}"
+    (with a progress bar) and cached, keyed by the weights' and trust profile's ids, the rows'
+    fingerprint and whether the stability check ran."""
+    checks = "stable" if stability else "nostab"
+    cache_key = (
+        f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{detector.trust_id}_{checks}_{split}"
+    )
     folder = evaluation_cache_folder(detector, cache_key)
     try:
         table, metrics = read_results_folder(folder)
@@ -272,14 +290,16 @@ def evaluate_rows(
             detector,
             root,
             rows,
+            stability=stability,
             progress=False,
             progress_callback=lambda done, total: bar.progress(
                 done / total, text=f"Evaluating: {done:,} of {total:,} images"
             ),
         )
         bar.empty()
-        metrics.update(split=split, data_root=str(root))
+        metrics.update(split=split, data_root=str(root), stability=stability)
         write_evaluation(folder, table, metrics)
         st.rerun()  # draw the page again from the cache, without the now-spent button
-    description = f"{root}, {split} split ({len(table):,} images)"
+    without = "" if stability else ", decisions without the stability check"
+    description = f"{root}, {split} split ({len(table):,} images{without})"
     return Results(table, metrics, root, description, rows=rows)
