@@ -80,6 +80,8 @@ def run(data: Path, per_source: int, *, batch_size: int = 32) -> list[dict]:
             labels = manifest["label"].to_numpy()
             decisions = [v.decision for v in verdicts]
             calls = pd.Series([v.label for v in verdicts])
+            threshold = detector.trust.feature_domain.threshold
+            refused = [v.feature_distance > threshold for v in verdicts]
             rows.append(
                 {
                     "checkpoint": checkpoint,
@@ -89,6 +91,7 @@ def run(data: Path, per_source: int, *, batch_size: int = 32) -> list[dict]:
                     "call_accuracy": float(
                         (calls == pd.Series(labels).map({0: "real", 1: "fake"})).mean()
                     ),
+                    "feature_gate": sum(refused) / len(refused),
                     **compute_selective_metrics(labels, decisions),
                 }
             )
@@ -97,15 +100,16 @@ def run(data: Path, per_source: int, *, batch_size: int = 32) -> list[dict]:
 
 def render(rows: list[dict]) -> str:
     lines = [
-        "| model | source (never seen) | made like its training data | images | accuracy of "
-        "the raw calls | answered | accuracy on the answered | confident and wrong |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | source (never seen) | made like its training data | images | raw calls "
+        "right | feature gate refused | answered | accuracy on the answered | confident and "
+        "wrong |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         answered = r["selective_accuracy"]
         lines.append(
             f"| {r['checkpoint']} | {r['source']} | {r['made_like_training']} | {r['images']:,} | "
-            f"{r['call_accuracy']:.1%} | {r['coverage']:.1%} | "
+            f"{r['call_accuracy']:.1%} | {r['feature_gate']:.1%} | {r['coverage']:.1%} | "
             f"{'n/a' if answered is None else f'{answered:.1%}'} | "
             f"{r['confident_wrong_rate']:.1%} |"
         )

@@ -38,6 +38,7 @@ def test_the_tables_report_each_row_and_judge_the_routing_target() -> None:
     assert routing.render([{**row, "right_model": 0.96}]).endswith("met.")
     looks = lookalikes.render([{"checkpoint": "faces", "source": "sdcoco", "images": 3,
                                 "made_like_training": "crop", "call_accuracy": 2 / 3,
+                                "feature_gate": 0.0,
                                 "coverage": 1 / 3, "selective_accuracy": None,
                                 "confident_wrong_rate": 1 / 3}])  # fmt: skip
-    assert "| faces | sdcoco | crop | 3 | 66.7% | 33.3% | n/a | 33.3% |" in looks
+    assert "| faces | sdcoco | crop | 3 | 66.7% | 0.0% | 33.3% | n/a | 33.3% |" in looks
