@@ -102,12 +102,13 @@ def judge(
     margin: float,
     threshold: float,
     info: ImageInfo | None,
-    features: np.ndarray | None = None,
+    feature_distance: float | None = None,
     perturbed_margins: Mapping[str, float] | None = None,
 ) -> Judgement:
     """The decision on one image from its score (`margin` = logit_fake - logit_real), what the
-    file was (`info`), its penultimate `features` (D,) and the margins of its perturbed copies.
-    Without a profile the probability is the raw one and the decision is unsure."""
+    file was (`info`), its features' distance to the training features
+    (`profile.feature_domain.distance`) and the margins of its perturbed copies. Without a
+    profile the probability is the raw one and the decision is unsure."""
     raw = float(sigmoid(margin))
     if profile is None:
         label = "fake" if raw >= threshold else "real"
@@ -117,10 +118,8 @@ def judge(
     reasons = []
     if info is not None:
         reasons += profile.input_domain.reasons(info)
-    distance = None
-    if features is not None:
-        distance = float(profile.feature_domain.distance(features[None, :])[0])
-        reason = profile.feature_domain.reason(distance)
+    if feature_distance is not None:
+        reason = profile.feature_domain.reason(feature_distance)
         if reason:
             reasons.append(reason)
     if reasons:
@@ -138,7 +137,7 @@ def judge(
             f"{profile.band.high:.2f} band where this model's validation answers were unreliable)"
         )
     decision = "unsure" if reasons else label
-    return Judgement(decision, tuple(reasons), prob, raw, label, perturbed, distance)
+    return Judgement(decision, tuple(reasons), prob, raw, label, perturbed, feature_distance)
 
 
 def judge_many(
@@ -150,14 +149,21 @@ def judge_many(
     features: np.ndarray | None = None,
     perturbed_margins: Sequence[Mapping[str, float]] | None = None,
 ) -> list[Judgement]:
-    """`judge` for N images: margins (N,), features (N, D), one perturbed mapping each."""
+    """`judge` for N images: margins (N,), penultimate features (N, D), one perturbed mapping
+    each. The feature distances are computed for all N at once (one matrix product, where one
+    per image cost more than the rest of an evaluation's bookkeeping)."""
+    distances = (
+        profile.feature_domain.distance(features)
+        if profile is not None and features is not None
+        else [None] * len(margins)
+    )
     return [
         judge(
             profile,
             margin=float(margins[i]),
             threshold=threshold,
             info=infos[i],
-            features=None if features is None else features[i],
+            feature_distance=None if distances[i] is None else float(distances[i]),
             perturbed_margins=None if perturbed_margins is None else perturbed_margins[i],
         )
         for i in range(len(margins))
