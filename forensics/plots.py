@@ -19,12 +19,14 @@ from forensics.evaluation import (
 
 MAX_CURVE_POINTS = 1000
 REAL_COLOUR = "#2e7d32"
+UNSURE_COLOUR = "#9e9e9e"
 FAKE_COLOUR = "#c62828"
 
 
-def plot_probability(prob_fake: float, threshold: float) -> go.Figure:
-    """A horizontal bar of prob_fake on [0, 1] with the decision threshold marked."""
-    colour = FAKE_COLOUR if prob_fake >= threshold else REAL_COLOUR
+def plot_probability(prob_fake: float, threshold: float, *, unsure: bool = False) -> go.Figure:
+    """A horizontal bar of prob_fake on [0, 1] with the decision threshold marked; grey when the
+    decision is unsure (the score is then not a verdict, and its colour must not say one)."""
+    colour = UNSURE_COLOUR if unsure else FAKE_COLOUR if prob_fake >= threshold else REAL_COLOUR
     figure = go.Figure(
         go.Bar(
             x=[prob_fake],

@@ -29,6 +29,8 @@ def test_probability_bar_colour_follows_the_verdict() -> None:
     assert fake.data[0].x == (0.8,)
     assert fake.data[0].marker.color != real.data[0].marker.color
     assert fake.layout.shapes[0].x0 == 0.5  # the threshold line
+    unsure = plot_probability(0.8, 0.5, unsure=True)  # a score that is not a verdict
+    assert unsure.data[0].marker.color not in (fake.data[0].marker.color, real.data[0].marker.color)
 
 
 def test_confusion_matrix_counts_and_normalised_shares() -> None:

@@ -28,7 +28,7 @@ def draw_decision(verdict: Verdict, *, key: str, threshold_override: float | Non
     if verdict.reasons:
         left.markdown("\n".join(f"- :{colour}[{reason}]" for reason in verdict.reasons))
     right.plotly_chart(
-        plot_probability(verdict.prob_fake, verdict.threshold),
+        plot_probability(verdict.prob_fake, verdict.threshold, unsure=verdict.decision == "unsure"),
         width="stretch",
         key=f"probability-{key}",  # the same file uploaded twice draws the same chart
     )
