@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from forensics.atomic import file_sha256, write_atomic, write_text_atomic
-from forensics.models import ARCHITECTURES, HEADS, STEMS, build_model
+from forensics.models import ARCHITECTURES, HEADS, INPUT_FILTERS, STEMS, build_model
 from forensics.transforms import DataConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -123,6 +123,10 @@ def validate_metadata(meta: Any) -> None:
         raise CheckpointError(f"unknown head {meta.get('head')!r}; valid: {list(HEADS)}")
     if meta.get("stem", "imagenet") not in STEMS:
         raise CheckpointError(f"unknown stem {meta.get('stem')!r}; valid: {list(STEMS)}")
+    if meta.get("input_filter", "none") not in INPUT_FILTERS:
+        raise CheckpointError(
+            f"unknown input filter {meta.get('input_filter')!r}; valid: {list(INPUT_FILTERS)}"
+        )
     if meta.get("layer4_stride", 2) not in (1, 2):
         raise CheckpointError(f"layer4_stride must be 1 or 2, got {meta.get('layer4_stride')!r}")
     if list(meta.get("class_names", CLASS_NAMES)) != list(CLASS_NAMES):
@@ -163,6 +167,7 @@ def build_model_from_metadata(meta: Mapping[str, Any]) -> nn.Module:
         head=meta.get("head", "linear"),
         stem=meta.get("stem", "imagenet"),
         layer4_stride=meta.get("layer4_stride", 2),
+        input_filter=meta.get("input_filter", "none"),
     )
 
 

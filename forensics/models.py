@@ -161,6 +161,84 @@ def _load_backbone_file(model: nn.Module, path: Path) -> None:
 
 
 ARCHITECTURES = ("resnet18", "resnet50", "simple_cnn")
+INPUT_FILTERS = ("none", "npr", "highpass")
+# SRM's "KV" residual kernel (Fridrich & Kodovsky, 2012): a fixed second-order high-pass that
+# removes the image's content and keeps the fine texture a generator leaves.
+# fmt: off
+_KV_KERNEL = torch.tensor([
+    [-1, 2, -2, 2, -1],
+    [2, -6, 8, -6, 2],
+    [-2, 8, -12, 8, -2],
+    [2, -6, 8, -6, 2],
+    [-1, 2, -2, 2, -1],
+], dtype=torch.float32) / 12
+# fmt: on
+
+
+class ResidualFilter(nn.Module):
+    """A fixed residual front end, without parameters (nothing to train, nothing to store).
+
+    - `npr`: neighbouring pixel relationships (Tan et al., CVPR 2024): the image minus its
+      nearest-neighbour down-and-up-sampled copy (factor 2), which keeps what upsampling layers
+      leave between neighbouring pixels.
+    - `highpass`: SRM's KV kernel on each channel (replicate padding keeps the size).
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in INPUT_FILTERS[1:]:
+            raise ValueError(f"unknown input filter {kind!r}; valid: {list(INPUT_FILTERS)}")
+        self.kind = kind
+        kernel = _KV_KERNEL.expand(3, 1, 5, 5).clone()
+        self.register_buffer("kernel", kernel, persistent=False)  # fixed: not in checkpoints
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "npr":
+            # Each pixel minus the top-left pixel of its 2x2 block: nearest down- then upsampling
+            # by 2, written out so that odd sides stay aligned.
+            height, width = x.shape[-2:]
+            kept = x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+            return x - kept[..., :height, :width]
+        padded = nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+        return nn.functional.conv2d(padded, self.kernel, groups=x.shape[1])
+
+    def extra_repr(self) -> str:
+        return self.kind
+
+
+class FilteredConv2d(nn.Conv2d):
+    """A model's first convolution with a `ResidualFilter` before it. It keeps the original
+    convolution's parameters under the same names, so a checkpoint's keys (and ImageNet or
+    backbone weights) do not change with the filter."""
+
+    def __init__(self, conv: nn.Conv2d, residual: ResidualFilter) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+        )
+        self.weight, self.bias = conv.weight, conv.bias
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.residual(x))
+
+
+def add_input_filter(model: nn.Module, kind: str) -> nn.Module:
+    """`model` with `kind` (INPUT_FILTERS) in front of its first convolution; "none" leaves it."""
+    if kind == "none":
+        return model
+    name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, FilteredConv2d(conv, ResidualFilter(kind)))
+    return model
 
 
 def build_model(
@@ -171,6 +249,7 @@ def build_model(
     stem: str = "imagenet",
     layer4_stride: int = 2,
     dropout: float = 0.5,
+    input_filter: str = "none",
 ) -> nn.Module:
     """Build a two-class classifier (logits for real, fake) by name.
 
@@ -178,7 +257,32 @@ def build_model(
     WeightsUnavailableError where they are neither cached nor downloadable) or a path to a
     backbone state dict. `stem` and `layer4_stride` apply to ResNets only; `dropout` is the
     head's (training only: it changes no weight, so checkpoints need not record it).
+    `input_filter` (INPUT_FILTERS) puts a fixed residual front end before the first layer.
     """
+    if input_filter not in INPUT_FILTERS:
+        raise ValueError(f"unknown input filter {input_filter!r}; valid: {list(INPUT_FILTERS)}")
+    return add_input_filter(
+        _build_classifier(
+            architecture,
+            head=head,
+            weights=weights,
+            stem=stem,
+            layer4_stride=layer4_stride,
+            dropout=dropout,
+        ),
+        input_filter,
+    )
+
+
+def _build_classifier(
+    architecture: str,
+    *,
+    head: str,
+    weights: str | Path | None,
+    stem: str,
+    layer4_stride: int,
+    dropout: float,
+) -> nn.Module:
     if architecture in _TORCHVISION_RESNETS:
         return _build_resnet(
             architecture,

@@ -282,6 +282,7 @@ def checkpoint_metadata(config, data_config, manifest, metrics=None) -> dict[str
         "head": model_cfg["head"],
         "stem": model_cfg["stem"],
         "layer4_stride": model_cfg["layer4_stride"],
+        "input_filter": model_cfg["input_filter"],
         "data": data_config.to_dict(),
         "training": config,
         "dataset": {
