@@ -1,0 +1,155 @@
+"""Native-resolution patches over a large image: where the grid goes, how patch scores become one
+verdict, and how the per-patch map is drawn over the whole photograph.
+
+A model trained on native-resolution crops sees a 12 MP photograph as it was taken only if it is
+shown patches of it, never a downscaled copy (which erases a generator's fine traces). The grid
+covers the whole image evenly with at most `max_patches` patches (overlapping where the image
+is not a multiple of the patch size; spread out, with gaps, where it is too large for the bound,
+so that a 48 MP upload costs no more than a 12 MP one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (PIL's crop box)
+
+
+def _positions(length: int, size: int, count: int) -> list[int]:
+    """`count` patch starts from 0 to length - size, evenly spread (both ends included)."""
+    if count == 1:
+        return [max(0, (length - size) // 2)]
+    last = length - size
+    return [round(i * last / (count - 1)) for i in range(count)]
+
+
+def patch_grid(width: int, height: int, *, size: int, max_patches: int) -> list[Box]:
+    """Boxes of `size` x `size` patches covering a `width` x `height` image, row by row.
+
+    Each side gets the fewest patches that cover it (neighbours overlap where the side is not a
+    multiple of `size`); when that exceeds `max_patches`, both sides are thinned in proportion,
+    leaving gaps between patches. An image smaller than one patch on a side has no grid: it is
+    judged whole (an empty list).
+    """
+    if size < 1 or max_patches < 1:
+        raise ValueError(f"size and max_patches must be positive, got {size}, {max_patches}")
+    if width < size or height < size:
+        return []
+    across, down = math.ceil(width / size), math.ceil(height / size)
+    if across * down > max_patches:
+        shrink = math.sqrt(max_patches / (across * down))
+        across = max(1, min(across, math.floor(across * shrink)))
+        down = max(1, min(down, max_patches // across))
+    xs, ys = _positions(width, size, across), _positions(height, size, down)
+    return [(x, y, x + size, y + size) for y in ys for x in xs]
+
+
+def _mean(margins: np.ndarray, k: int) -> float:
+    return float(np.mean(margins))
+
+
+def _top_k_mean(margins: np.ndarray, k: int) -> float:
+    # The k patches that look most generated: a partly generated or edited photograph is fake.
+    return float(np.mean(np.sort(margins)[-min(k, len(margins)) :]))
+
+
+def _median(margins: np.ndarray, k: int) -> float:
+    return float(np.median(margins))
+
+
+AGGREGATIONS = MappingProxyType(
+    {"mean_logit": _mean, "top_k_mean": _top_k_mean, "median_logit": _median}
+)
+
+
+def aggregate(margins: Sequence[float], rule: str, *, k: int = 4) -> float:
+    """One margin (logit_fake - logit_real) from a patch grid's margins by `rule`
+    (AGGREGATIONS): the mean, the mean of the `k` highest, or the median."""
+    if rule not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {rule!r}; valid: {list(AGGREGATIONS)}")
+    values = np.asarray(margins, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no patch margins to aggregate")
+    return AGGREGATIONS[rule](values, k)
+
+
+def choose_aggregation(
+    patch_margins: Sequence[Sequence[float]], labels: Sequence[int], *, k: int = 4
+) -> tuple[str, Mapping[str, float]]:
+    """The rule with the lowest log loss on validation images (each a list of patch margins),
+    and every rule's log loss, so the choice is recorded with its evidence."""
+    labels = np.asarray(labels, dtype=np.float64)
+    if len(patch_margins) != len(labels) or len(labels) == 0:
+        raise ValueError("need one list of patch margins per labelled validation image")
+    losses = {}
+    for rule in AGGREGATIONS:
+        margins = np.array([aggregate(m, rule, k=k) for m in patch_margins])
+        losses[rule] = float(np.mean(np.logaddexp(0.0, margins) - labels * margins))
+    return min(losses, key=losses.get), losses
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """What a checkpoint that judges native-resolution patches records (model.json "patches")."""
+
+    size: int
+    max_patches: int = 64
+    aggregate: str = "mean_logit"
+    k: int = 4
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or not 1 <= self.max_patches <= 1024 or self.k < 1:
+            raise ValueError(f"invalid patch settings {self}")
+        if self.aggregate not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregate!r}; valid: {list(AGGREGATIONS)}")
+
+    @classmethod
+    def from_dict(cls, record: Mapping) -> PatchSpec:
+        return cls(
+            size=int(record["size"]),
+            max_patches=int(record.get("max_patches", 64)),
+            aggregate=str(record.get("aggregate", "mean_logit")),
+            k=int(record.get("k", 4)),
+        )
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "max_patches": self.max_patches, "aggregate": self.aggregate,
+                "k": self.k}  # fmt: skip
+
+
+def draw_patch_map(
+    image: Image.Image,
+    boxes: Sequence[Box],
+    prob_fake: Sequence[float],
+    *,
+    threshold: float = 0.5,
+    max_side: int = 1024,
+    opacity: float = 0.45,
+) -> np.ndarray:
+    """The whole image (at most `max_side` on its long side) with each patch tinted by its
+    P(fake): red above `threshold`, green below, stronger the further from it. uint8 HxWx3."""
+    if len(boxes) != len(prob_fake):
+        raise ValueError(f"{len(boxes)} boxes but {len(prob_fake)} probabilities")
+    scale = min(1.0, max_side / max(image.size))
+    shown = image.convert("RGB")
+    if scale < 1.0:
+        shown = shown.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
+    layer = Image.new("RGBA", shown.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for box, prob in zip(boxes, prob_fake, strict=True):
+        strength = min(1.0, abs(float(prob) - threshold) / max(threshold, 1 - threshold))
+        colour = (198, 40, 40) if prob >= threshold else (46, 125, 50)
+        alpha = round(255 * opacity * (0.25 + 0.75 * strength))
+        scaled = tuple(round(v * scale) for v in box)
+        draw.rectangle(scaled, fill=(*colour, alpha), outline=(*colour, 255))
+    return np.asarray(Image.alpha_composite(shown.convert("RGBA"), layer).convert("RGB"))
