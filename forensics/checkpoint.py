@@ -20,6 +20,7 @@ from torch import nn
 
 from forensics.atomic import file_sha256, write_atomic, write_text_atomic
 from forensics.models import ARCHITECTURES, HEADS, INPUT_FILTERS, STEMS, build_model
+from forensics.patches import PatchSpec
 from forensics.transforms import DataConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -127,6 +128,11 @@ def validate_metadata(meta: Any) -> None:
         raise CheckpointError(
             f"unknown input filter {meta.get('input_filter')!r}; valid: {list(INPUT_FILTERS)}"
         )
+    if meta.get("patches") is not None:
+        try:
+            PatchSpec.from_dict(meta["patches"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"invalid patch settings in checkpoint: {exc}") from None
     if meta.get("layer4_stride", 2) not in (1, 2):
         raise CheckpointError(f"layer4_stride must be 1 or 2, got {meta.get('layer4_stride')!r}")
     if list(meta.get("class_names", CLASS_NAMES)) != list(CLASS_NAMES):

@@ -38,12 +38,14 @@ from forensics.images import ImageInfo, ImageSource, read_image
 from forensics.inference import build_engine
 from forensics.labels import CLASS_INDEX
 from forensics.models import NUM_CLASSES, LogitsAndFeatures, get_cam_target_layer
+from forensics.patches import PatchSpec, aggregate, draw_patch_map, patch_grid
 from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.transforms import (
     TrimLongSide,
     build_eval_geometry,
     build_eval_transform,
     normalize_batch,
+    pil_to_uint8,
     to_display,
 )
 from forensics.trust import (
@@ -120,6 +122,17 @@ class Explanation:
     overlay: np.ndarray = field(repr=False)
 
 
+@dataclass(frozen=True)
+class PatchMap:
+    """Per-patch scores over the whole image, at native resolution (no resampling)."""
+
+    boxes: tuple[tuple[int, int, int, int], ...]  # (left, top, right, bottom) in the image
+    prob_fake: np.ndarray = field(repr=False)  # (N,) calibrated, one per box
+    grid: tuple[int, int]  # rows, columns of the boxes
+    overlay: np.ndarray = field(repr=False)  # uint8 HxWx3: the whole image, tinted per patch
+    aggregate_prob_fake: float  # the patches' scores combined by the checkpoint's rule
+
+
 class Detector:
     """A model plus the preprocessing, threshold and trust profile its checkpoint records.
 
@@ -151,6 +164,8 @@ class Detector:
             resize=self.data_config.resize, input_size=self.data_config.input_size
         )
         self.target_layer = get_cam_target_layer(model)
+        patches = metadata.get("patches")
+        self.patch_spec = PatchSpec.from_dict(patches) if patches else None
         size = int(self.data_config.input_size)
         # The engine gives the logits and the penultimate features in one pass. It is warmed up
         # on one image with its stability copies: the batch every single verdict runs.
@@ -280,6 +295,34 @@ class Detector:
             checkpoint_id=self.checkpoint_id,
             perturbed=judgement.perturbed,
             feature_distance=judgement.feature_distance,
+        )
+
+    # ---------------------------------------------------------------- patches
+
+    def patch_map(self, image: ImageSource, *, batch_size: int = 16) -> PatchMap:
+        """P(fake) of native-resolution patches over the whole image: where in a photograph the
+        model sees generated texture. Patches are the checkpoint's patch size (`patches` in
+        model.json; its input size where it has none), on the bounded grid of
+        `forensics.patches.patch_grid`; an image smaller than one patch is one patch, whole."""
+        rgb, _ = read_image(image)
+        spec = self.patch_spec or PatchSpec(size=int(self.data_config.input_size))
+        boxes = patch_grid(rgb.width, rgb.height, size=spec.size, max_patches=spec.max_patches)
+        if not boxes:
+            boxes = [(0, 0, rgb.width, rgb.height)]
+        margins = []
+        for start in range(0, len(boxes), batch_size):
+            crops = [pil_to_uint8(rgb.crop(box)) for box in boxes[start : start + batch_size]]
+            margins.append(self.score_pixels(torch.stack(crops))[0])
+        margin = np.concatenate(margins)
+        probs = self.calibrated(margin)
+        grid = (len({box[1] for box in boxes}), len({box[0] for box in boxes}))
+        combined = self.calibrated(np.array([aggregate(margin, spec.aggregate, k=spec.k)]))
+        return PatchMap(
+            boxes=tuple(boxes),
+            prob_fake=probs,
+            grid=grid,
+            overlay=draw_patch_map(rgb, boxes, probs, threshold=self.threshold),
+            aggregate_prob_fake=float(combined[0]),
         )
 
     # ---------------------------------------------------------------- explanations

@@ -207,6 +207,12 @@ def build_eval_geometry(config: DataConfig) -> Callable[[Image.Image], torch.Ten
     return v2.Compose([*_geometry(config), v2.ToImage()])
 
 
+def pil_to_uint8(image: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> uint8 tensor (3, H, W) as it is, never resampled: a native-resolution
+    patch for `normalize_batch`."""
+    return v2.functional.pil_to_tensor(image)
+
+
 def normalize_batch(batch: torch.Tensor, config: DataConfig) -> torch.Tensor:
     """uint8 (N, 3, H, W) from `build_eval_geometry` -> the float batch `build_eval_transform`
     would have given, image by image."""

@@ -89,3 +89,65 @@ def test_the_map_tints_each_patch_by_its_score_over_the_whole_image() -> None:
     assert real_patch[1] > real_patch[0]  # green where it sees a photograph
     with pytest.raises(ValueError, match="boxes"):
         draw_patch_map(image, boxes, probs[:-1])
+
+
+@pytest.fixture(scope="module")
+def trained_detector():
+    """A tiny CNN trained here to tell the synthetic 'fake' checkerboard from smooth 'real'
+    images, declared as judging 32 px native patches."""
+    import torch
+
+    from forensics.detector import Detector
+    from forensics.models import build_model
+    from forensics.transforms import DataConfig, build_eval_transform
+    from tests.conftest import make_image
+
+    torch.manual_seed(0)
+    model = build_model("simple_cnn")
+    meta = {"architecture": "simple_cnn", "head": "linear",
+            "data": {"input_size": 32, "resize": 32},
+            "patches": {"size": 32, "max_patches": 16}}  # fmt: skip
+    transform = build_eval_transform(DataConfig(input_size=32, resize=32))
+    images = torch.stack([transform(make_image(i, fake=i % 2 == 1)) for i in range(64)])
+    labels = torch.tensor([i % 2 for i in range(64)])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(60):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimiser.step()
+    return Detector(model.eval(), meta, engine="eager")
+
+
+def test_the_patch_map_is_higher_on_the_generated_half(trained_detector) -> None:
+    from tests.conftest import make_image
+
+    halves = Image.new("RGB", (64, 32))
+    halves.paste(make_image(201, fake=False), (0, 0))
+    halves.paste(make_image(202, fake=True), (32, 0))
+    patch_map = trained_detector.patch_map(halves)
+    assert patch_map.boxes == ((0, 0, 32, 32), (32, 0, 64, 32)) and patch_map.grid == (1, 2)
+    real, fake = patch_map.prob_fake
+    assert fake > 0.5 > real
+    assert patch_map.overlay.shape == (32, 64, 3)
+    # No trust profile: the probabilities are the softmax, and the rule averages the margins.
+    margins = np.log(patch_map.prob_fake) - np.log1p(-patch_map.prob_fake)
+    expected = 1 / (1 + np.exp(-margins.mean()))
+    assert patch_map.aggregate_prob_fake == pytest.approx(expected, abs=1e-6)
+
+
+def test_an_image_smaller_than_a_patch_is_one_patch(trained_detector) -> None:
+    from tests.conftest import make_image
+
+    patch_map = trained_detector.patch_map(make_image(5, size=20))
+    assert patch_map.boxes == ((0, 0, 20, 20),) and patch_map.prob_fake.shape == (1,)
+
+
+def test_a_checkpoint_with_bad_patch_settings_is_refused(tmp_path) -> None:
+    from forensics.checkpoint import CheckpointError, save_checkpoint
+    from forensics.models import build_model
+
+    meta = {"architecture": "simple_cnn", "data": {"input_size": 32, "resize": 32},
+            "patches": {"size": 32, "aggregate": "vote"}}  # fmt: skip
+    with pytest.raises(CheckpointError, match="invalid patch settings"):
+        save_checkpoint(tmp_path / "c", build_model("simple_cnn"), meta)
