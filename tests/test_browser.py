@@ -73,11 +73,16 @@ def upload_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_file: Path) -> None:
-    page = browser_page
+def upload_to_classify(page, app_url: str, files) -> None:
+    """Open the Classify page and upload `files` (a path, or a list of paths or payloads)."""
     page.goto(app_url, timeout=60_000)
     page.get_by_text("Classify an image").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(upload_file))
+    page.locator("input[type=file]").set_input_files(files)
+
+
+def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_file: Path) -> None:
+    page = browser_page
+    upload_to_classify(page, app_url, str(upload_file))
     page.get_by_text("What the model saw").wait_for(timeout=90_000)
     decision = page.get_by_text("Decision", exact=True)
     assert decision.is_visible()
@@ -101,9 +106,7 @@ def test_a_photograph_gets_unsure_with_its_reason_from_the_default_model(
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(image_bytes(make_image(11, size=64).resize((1600, 1131)), "JPEG", quality=90))
     page = browser_page
-    page.goto(app_url, timeout=60_000)
-    page.get_by_text("Classify an image").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(photo))
+    upload_to_classify(page, app_url, str(photo))
     page.get_by_text("What the model saw").wait_for(timeout=90_000)
     body = page.inner_text("body")
     assert page.get_by_test_id("stMetricValue").first.inner_text().strip() == "Unsure"
@@ -120,13 +123,13 @@ def test_two_uploads_with_the_same_name_get_two_verdicts(
     # StreamlitDuplicateElementKey on the second file's download buttons.
     other = image_bytes(make_image(9, size=32))
     page = browser_page
-    page.goto(app_url, timeout=60_000)
-    page.get_by_text("Classify an image").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(
+    upload_to_classify(
+        page,
+        app_url,
         [
             {"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": data}
             for data in (upload_file.read_bytes(), other)
-        ]
+        ],
     )
     page.get_by_text("IMG_0001.jpg (2 of 2)").wait_for(timeout=90_000)
     page.get_by_text("JSON record of this verdict").nth(1).wait_for(timeout=90_000)
@@ -188,9 +191,7 @@ def test_bad_upload_shows_a_message_not_a_traceback(
     fake_jpeg = tmp_path / "notes.jpg"
     fake_jpeg.write_text("not an image at all")
     page = browser_page
-    page.goto(app_url, timeout=60_000)
-    page.get_by_text("Classify an image").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(fake_jpeg))
+    upload_to_classify(page, app_url, str(fake_jpeg))
     page.get_by_text("Cannot read notes.jpg").wait_for(timeout=60_000)
     assert "Traceback" not in page.inner_text("body")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
