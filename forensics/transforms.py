@@ -98,6 +98,11 @@ class AugmentConfig:
     # scratch. The mixing proportion is drawn from Beta(alpha, alpha).
     batch_mix: str = "none"
     batch_mix_alpha: float = 1.0
+    # Resizes training images (both classes alike) by a factor drawn from `resample_scale` and
+    # back, before anything else: where one class was resampled when the dataset was made and
+    # the other was not (sdcoco's photographs), resampling traces stop telling the classes apart.
+    resample_probability: float = 0.0
+    resample_scale: tuple[float, float] = (0.75, 0.95)
 
     def __post_init__(self) -> None:
         if self.preset not in AUGMENT_PRESETS:
@@ -119,7 +124,11 @@ class AugmentConfig:
             raise ValueError(f"unknown batch_mix {self.batch_mix!r}; valid: {BATCH_MIXES}")
         if not float(self.batch_mix_alpha) > 0:
             raise ValueError(f"batch_mix_alpha must be > 0, got {self.batch_mix_alpha}")
-        for name in ("jpeg_probability", "blur_probability"):
+        if not 0 < float(self.resample_scale[0]) <= float(self.resample_scale[1]) <= 1:
+            raise ValueError(
+                f"resample_scale must be 0 < low <= high <= 1, got {self.resample_scale}"
+            )
+        for name in ("jpeg_probability", "blur_probability", "resample_probability"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -172,6 +181,25 @@ def _to_normalized_tensor(config: DataConfig) -> list[Callable]:
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(config.mean), std=list(config.std)),
     ]
+
+
+class RandomResample:
+    """With probability `p`, resize a PIL image by a factor drawn from `scale` and back to its
+    size (Lanczos both ways, as datasets are made). Draws from torch's RNG."""
+
+    def __init__(self, scale: tuple[float, float], *, p: float) -> None:
+        self.low, self.high, self.p = float(scale[0]), float(scale[1]), float(p)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if float(torch.rand(())) >= self.p:
+            return image
+        factor = self.low + (self.high - self.low) * float(torch.rand(()))
+        small = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        lanczos = Image.Resampling.LANCZOS
+        return image.resize(small, lanczos).resize(image.size, lanczos)
+
+    def __repr__(self) -> str:
+        return f"RandomResample(scale=({self.low}, {self.high}), p={self.p})"
 
 
 class RandomJpeg:
@@ -234,6 +262,8 @@ def build_train_transform(
         return build_eval_transform(replace(config, input_size=side))
     interpolation = INTERPOLATIONS[config.interpolation]
     steps: list[Callable] = []
+    if augment.resample_probability > 0:
+        steps.append(RandomResample(augment.resample_scale, p=float(augment.resample_probability)))
     if augment.preset in ("flip_jpeg_blur", "robust"):
         # On the full-size image, before resizing: the way a re-shared picture was degraded.
         sigma_high = float(augment.blur_sigma[1])

@@ -372,3 +372,22 @@ def test_batched_normalisation_equals_the_per_image_eval_transform(sample_image)
     pixels = torch.stack([build_eval_geometry(CONFIG)(image) for image in images])
     assert pixels.dtype == torch.uint8
     torch.testing.assert_close(normalize_batch(pixels, CONFIG), per_image, atol=0, rtol=0)
+
+
+def test_random_resample_keeps_the_size_and_changes_the_pixels() -> None:
+    from forensics.transforms import AugmentConfig, RandomResample
+
+    torch.manual_seed(0)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8))
+    resampled = RandomResample((0.75, 0.95), p=1.0)(image)
+    assert resampled.size == image.size
+    assert np.abs(np.asarray(resampled, float) - np.asarray(image, float)).mean() > 5
+    assert RandomResample((0.75, 0.95), p=0.0)(image) is image
+    with pytest.raises(ValueError, match="resample_scale"):
+        AugmentConfig(resample_scale=(0.9, 1.2))
+    with pytest.raises(ValueError, match="resample_probability"):
+        AugmentConfig(resample_probability=1.5)
+    steps = build_train_transform(
+        DataConfig(input_size=32, resize=32), AugmentConfig(resample_probability=0.5)
+    )
+    assert "RandomResample" in repr(steps)
