@@ -42,3 +42,24 @@ def test_the_tables_report_each_row_and_judge_the_routing_target() -> None:
                                 "coverage": 1 / 3, "selective_accuracy": None,
                                 "confident_wrong_rate": 1 / 3}])  # fmt: skip
     assert "| faces | sdcoco | crop | 3 | 66.7% | 0.0% | 33.3% | n/a | 33.3% |" in looks
+
+
+def test_the_shortcut_check_judges_the_same_images_three_ways(
+    tiny_dataset, tiny_checkpoint, tmp_path, capsys
+) -> None:
+    import json
+
+    from benchmarks import shortcut
+
+    argv = ["--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dataset), "--split", "all",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert shortcut.main(argv) == 0
+    results = json.loads((tmp_path / "shortcut.json").read_text())
+    assert [r["images"] for r in results] == list(shortcut.CHANGES)
+    assert all(r["n"] == 16 and 0 <= r["accuracy"] <= 1 for r in results)
+    assert "| as the files are | 16 |" in capsys.readouterr().out
+    image = make_image(3, size=40)
+    assert shortcut._resampled(image).size == image.size
+    assert (
+        np.abs(np.asarray(shortcut._resampled(image), float) - np.asarray(image, float)).mean() > 1
+    )
