@@ -270,10 +270,6 @@ class Detector:
         margin = logits[:, CLASS_INDEX["fake"]] - logits[:, CLASS_INDEX["real"]]
         return margin.astype(np.float64), output[:, NUM_CLASSES:]
 
-    def predict_pixels(self, batch: torch.Tensor) -> np.ndarray:
-        """Calibrated prob_fake (N,) for a uint8 batch from `self.geometry` (no decisions)."""
-        return self.calibrated(self.score_pixels(batch)[0])
-
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """Calibrated prob_fake (N,) for a preprocessed batch (no decisions)."""
         return self.calibrated(self.score_tensor(batch)[0])

@@ -318,22 +318,3 @@ def to_display(image: Image.Image, config: DataConfig) -> np.ndarray:
     """The uint8 (input_size, input_size, 3) view the model saw: same resize and crop."""
     view = v2.Compose(_geometry(config))(image.convert("RGB"))
     return np.asarray(view, dtype=np.uint8).copy()
-
-
-def describe_resampling(image_size: tuple[int, int], config: DataConfig) -> str | None:
-    """One sentence of warning when an image is far from the training resolution, else None."""
-    short_side = min(image_size)
-    ratio = short_side / config.resize
-    if ratio > 2:
-        return (
-            f"This {image_size[0]}x{image_size[1]} image is downscaled {ratio:.0f}x to "
-            f"{config.input_size}x{config.input_size} pixels before the model sees it; the fine "
-            "detail that often betrays a generator is lost, so treat the verdict with caution."
-        )
-    if ratio < 0.5:
-        return (
-            f"This {image_size[0]}x{image_size[1]} image is upscaled {1 / ratio:.0f}x to "
-            f"{config.input_size}x{config.input_size} pixels; interpolation can look synthetic "
-            "to the model, so treat the verdict with caution."
-        )
-    return None

@@ -21,7 +21,6 @@ from forensics.transforms import (
     build_batch_mix,
     build_eval_transform,
     build_train_transform,
-    describe_resampling,
     to_display,
 )
 
@@ -306,23 +305,6 @@ def test_to_display_does_not_alias_the_input() -> None:
     view = to_display(image, DataConfig(input_size=16, resize=16))
     view[:] = 0
     assert np.asarray(image).any()
-
-
-@pytest.mark.parametrize("size", [(32, 32), (40, 50), (64, 64), (20, 16), (33, 500)])
-def test_describe_resampling_silent_near_training_size(size) -> None:
-    assert describe_resampling(size, DataConfig(input_size=32, resize=32)) is None
-
-
-def test_describe_resampling_warns_for_far_larger_image() -> None:
-    message = describe_resampling((1000, 800), DataConfig(input_size=32, resize=32))
-    assert isinstance(message, str)
-    assert "1000x800" in message and "32x32" in message and "downscaled" in message
-    assert message.endswith(".")
-
-
-def test_describe_resampling_warns_for_far_smaller_image() -> None:
-    message = describe_resampling((8, 10), DataConfig(input_size=32, resize=32))
-    assert isinstance(message, str) and "upscaled" in message and "8x10" in message
 
 
 # ------------------------------------------------------------------- elongated images
