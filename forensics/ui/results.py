@@ -199,7 +199,7 @@ def count_missing(root: Path, stored: Path, table: pd.DataFrame) -> int:
     """How many of the stored evaluation's images are not under `root` (memoised per folder
     and stored evaluation: the evaluation page reruns on every slider move)."""
     try:
-        stamps = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (root, stored))
+        stamps = tuple((st.st_mtime_ns, st.st_size) for st in (root.stat(), stored.stat()))
     except OSError:
         return len(table)
     return _count_missing(str(root), str(stored), stamps, table)
