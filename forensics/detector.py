@@ -38,7 +38,15 @@ from forensics.images import ImageInfo, ImageSource, read_image
 from forensics.inference import build_engine
 from forensics.labels import CLASS_INDEX
 from forensics.models import NUM_CLASSES, LogitsAndFeatures, get_cam_target_layer
-from forensics.patches import PatchSpec, aggregate, draw_patch_map, patch_grid
+from forensics.patches import (
+    Box,
+    PatchSpec,
+    PatchViews,
+    aggregate,
+    cut_patches,
+    draw_patch_map,
+    perturbed_aggregate,
+)
 from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.transforms import (
     TrimLongSide,
@@ -112,7 +120,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Explanation:
-    """A heatmap (float32 HxW in [0,1]) over the view the model saw (uint8 HxWx3)."""
+    """A heatmap (float32 HxW in [0,1]) over the view the model saw (uint8 HxWx3): the whole
+    image as the model's preprocessing shows it, or for a patch model one native-resolution
+    patch (`box`, in the image's pixels)."""
 
     verdict: Verdict
     method: str
@@ -120,17 +130,26 @@ class Explanation:
     heatmap: np.ndarray = field(repr=False)
     view: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
+    box: Box | None = None
 
 
 @dataclass(frozen=True)
 class PatchMap:
-    """Per-patch scores over the whole image, at native resolution (no resampling)."""
+    """Per-patch scores over the whole image, at native resolution (no resampling), and the
+    image's verdict (for a patch model, the patches' scores combined by its rule)."""
 
-    boxes: tuple[tuple[int, int, int, int], ...]  # (left, top, right, bottom) in the image
+    boxes: tuple[Box, ...]  # (left, top, right, bottom) in the image
     prob_fake: np.ndarray = field(repr=False)  # (N,) calibrated, one per box
     grid: tuple[int, int]  # rows, columns of the boxes
     overlay: np.ndarray = field(repr=False)  # uint8 HxWx3: the whole image, tinted per patch
-    aggregate_prob_fake: float  # the patches' scores combined by the checkpoint's rule
+    verdict: Verdict
+
+    def most_telling(self) -> int:
+        """The patch that most supports the verdict's label: the one that looks most generated
+        for "fake", most photographic for "real" (where a CAM is most worth opening)."""
+        if self.verdict.label == "fake":
+            return int(np.argmax(self.prob_fake))
+        return int(np.argmin(self.prob_fake))
 
 
 class Detector:
@@ -216,7 +235,14 @@ class Detector:
     def judge_images(
         self, rgbs: Sequence[Image.Image], infos: Sequence[ImageInfo | None], *, stability: bool
     ) -> list[Verdict]:
-        """Verdicts for decoded RGB images and what their files were (None: unknown)."""
+        """Verdicts for decoded RGB images and what their files were (None: unknown). A patch
+        model judges each image by its native-resolution patches (`score_patch_views`)."""
+        if self.patch_spec is not None:
+            scored = [self.score_patch_views(self.patch_views(rgb, stability=stability))
+                      for rgb in rgbs]  # fmt: skip
+            margins = np.stack([margin for margin, _, _ in scored])
+            features = np.stack([feature for _, feature, _ in scored])
+            return self.verdicts_from_scores(margins, features, infos)
         views = [self.stability_views(rgb) if stability else [rgb] for rgb in rgbs]
         pixels = torch.stack([self.geometry(view) for group in views for view in group])
         margins, features = self.score_pixels(pixels)
@@ -295,30 +321,64 @@ class Detector:
 
     # ---------------------------------------------------------------- patches
 
-    def patch_map(self, image: ImageSource, *, batch_size: int = 16) -> PatchMap:
-        """P(fake) of native-resolution patches over the whole image: where in a photograph the
-        model sees generated texture. Patches are the checkpoint's patch size (`patches` in
-        model.json; its input size where it has none), on the bounded grid of
-        `forensics.patches.patch_grid`; an image smaller than one patch is one patch, whole."""
-        rgb, _ = read_image(image)
-        spec = self.patch_spec or PatchSpec(size=int(self.data_config.input_size))
-        boxes = patch_grid(rgb.width, rgb.height, size=spec.size, max_patches=spec.max_patches)
-        if not boxes:
-            boxes = [(0, 0, rgb.width, rgb.height)]
-        margins = []
-        for start in range(0, len(boxes), batch_size):
-            crops = [pil_to_uint8(rgb.crop(box)) for box in boxes[start : start + batch_size]]
-            margins.append(self.score_pixels(torch.stack(crops))[0])
-        margin = np.concatenate(margins)
-        probs = self.calibrated(margin)
-        grid = (len({box[1] for box in boxes}), len({box[0] for box in boxes}))
-        combined = self.calibrated(np.array([aggregate(margin, spec.aggregate, k=spec.k)]))
+    @property
+    def patches(self) -> PatchSpec:
+        """The checkpoint's patch settings; for a model that judges whole views, patches of its
+        input size (for a patch map only: its verdicts stay whole-view)."""
+        return self.patch_spec or PatchSpec(size=int(self.data_config.input_size))
+
+    def patch_views(self, rgb: Image.Image, *, stability: bool) -> PatchViews:
+        """The image's native-resolution patches (and their stability copies)."""
+        return cut_patches(rgb, self.patches, stability=stability)
+
+    def score_patch_views(
+        self, views: PatchViews, *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(margins (V,): the patches' margins combined by the checkpoint's rule, then one per
+        stability change; features (D,): the patches' mean; each patch's margin (P,))."""
+        spec = self.patches
+        patch_margins, features = self._score_in_batches(views.patches, batch_size)
+        margins = [aggregate(patch_margins, spec.aggregate, k=spec.k)]
+        for copies in views.perturbed:
+            perturbed, _ = self._score_in_batches(copies, batch_size)
+            margins.append(perturbed_aggregate(patch_margins, views.subset, perturbed, spec))
+        return np.array(margins), features.mean(axis=0), patch_margins
+
+    def _score_in_batches(self, pixels: torch.Tensor, batch_size: int):
+        parts = [self.score_pixels(pixels[i : i + batch_size])
+                 for i in range(0, len(pixels), batch_size)]  # fmt: skip
+        return np.concatenate([m for m, _ in parts]), np.concatenate([f for _, f in parts])
+
+    def image_features(self, rgb: Image.Image) -> np.ndarray:
+        """Penultimate features (D,) of one image, as its verdict computes them."""
+        if self.patch_spec is not None:
+            return self.score_patch_views(self.patch_views(rgb, stability=False))[1]
+        return self.score_pixels(torch.stack([self.geometry(rgb)]))[1][0]
+
+    def patch_map(self, image: ImageSource, *, stability: bool = True) -> PatchMap:
+        """P(fake) of native-resolution patches over the whole image (where in a photograph the
+        model sees generated texture) and the image's verdict. Patches are the checkpoint's
+        (`patches` in model.json; its input size where it has none) on the bounded grid of
+        `forensics.patches.patch_grid`; one pass serves both for a patch model."""
+        return self.map_patches(*read_image(image), stability=stability)
+
+    def map_patches(
+        self, rgb: Image.Image, info: ImageInfo | None, *, stability: bool = True
+    ) -> PatchMap:
+        """`patch_map` for a decoded image and what its file was (None: unknown)."""
+        views = self.patch_views(rgb, stability=stability and self.patch_spec is not None)
+        margins, features, patch_margins = self.score_patch_views(views)
+        if self.patch_spec is not None:
+            (verdict,) = self.verdicts_from_scores(margins[None], features[None], [info])
+        else:
+            (verdict,) = self.judge_images([rgb], [info], stability=stability)
+        probs = self.calibrated(patch_margins)
         return PatchMap(
-            boxes=tuple(boxes),
+            boxes=views.boxes,
             prob_fake=probs,
-            grid=grid,
-            overlay=draw_patch_map(rgb, boxes, probs, threshold=self.threshold),
-            aggregate_prob_fake=float(combined[0]),
+            grid=views.grid,
+            overlay=draw_patch_map(rgb, views.boxes, probs, threshold=self.threshold),
+            verdict=verdict,
         )
 
     # ---------------------------------------------------------------- explanations
@@ -331,11 +391,14 @@ class Detector:
         *,
         opacity: float = 0.5,
         batch_size: int = 32,
+        box: Box | None = None,
     ) -> Explanation:
         """Verdict plus a CAM heatmap for `target` ("predicted", "fake" or "real") over the view
-        the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes."""
+        the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes. A
+        patch model explains one native-resolution patch: `box` (one of its patch map's boxes),
+        else the patch that most supports the verdict."""
         (explanation,) = self.explain_batch(
-            [image], method, target, opacity=opacity, batch_size=batch_size
+            [image], method, target, opacity=opacity, batch_size=batch_size, boxes=[box]
         )
         return explanation
 
@@ -347,42 +410,81 @@ class Detector:
         *,
         opacity: float = 0.5,
         batch_size: int = 32,
+        boxes: Sequence[Box | None] | None = None,
     ) -> list[Explanation]:
         """`explain` for several images with one forward and one backward pass for all of them
         (each image's own class when `target` is "predicted"): what a gallery of heatmaps needs.
-        Raises ImageLoadError on the first unreadable image."""
+        A patch model's patches may differ in size between images: one pass each. Raises
+        ImageLoadError on the first unreadable image."""
         check_method(method)
         check_target(target)
         if not images:
             return []
+        boxes = list(boxes) if boxes is not None else [None] * len(images)
+        if len(boxes) != len(images):
+            raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
         loaded = [read_image(image) for image in images]
         rgbs = [rgb for rgb, _ in loaded]
-        tensor = torch.stack([self.transform(rgb) for rgb in rgbs])
-        verdicts = self.judge_images(rgbs, [info for _, info in loaded], stability=True)
+        if self.patch_spec is None and all(box is None for box in boxes):
+            verdicts = self.judge_images(rgbs, [info for _, info in loaded], stability=True)
+            views = [to_display(rgb, self.data_config) for rgb in rgbs]
+            tensors = [torch.stack([self.transform(rgb) for rgb in rgbs])]
+        else:
+            verdicts, boxes, views, tensors = self._patch_views_to_explain(loaded, boxes)
         explained = [v.label if target == "predicted" else target for v in verdicts]
+        heatmaps = []
         with self._lock:
-            heatmaps = compute_cam(
-                self.model,
-                self.target_layer,
-                tensor,
-                method=method,
-                class_index=[CLASS_INDEX[name] for name in explained],
-                batch_size=batch_size,
-            )
-        explanations = []
-        for rgb, verdict, name, heatmap in zip(rgbs, verdicts, explained, heatmaps, strict=True):
-            view = to_display(rgb, self.data_config)
-            explanations.append(
-                Explanation(
-                    verdict=verdict,
-                    method=method,
-                    target=name,
-                    heatmap=heatmap,
-                    view=view,
-                    overlay=overlay_heatmap(view, heatmap, opacity=opacity),
+            for tensor in tensors:
+                done = len(heatmaps)
+                heatmaps += list(
+                    compute_cam(
+                        self.model,
+                        self.target_layer,
+                        tensor,
+                        method=method,
+                        class_index=[CLASS_INDEX[n] for n in explained[done : done + len(tensor)]],
+                        batch_size=batch_size,
+                    )
                 )
+        return [
+            Explanation(
+                verdict=verdict,
+                method=method,
+                target=name,
+                heatmap=heatmap,
+                view=view,
+                overlay=overlay_heatmap(view, heatmap, opacity=opacity),
+                box=box,
             )
-        return explanations
+            for verdict, name, heatmap, view, box in zip(
+                verdicts, explained, heatmaps, views, boxes, strict=True
+            )
+        ]
+
+    def _patch_views_to_explain(self, loaded, boxes):
+        """Verdicts, the patch each CAM covers, its pixels as shown and as the model takes
+        them (one tensor per image): the patch asked for, else the most telling one."""
+        verdicts, chosen, views, tensors = [], [], [], []
+        for (rgb, info), box in zip(loaded, boxes, strict=True):
+            if self.patch_spec is not None:
+                patch_map = self.map_patches(rgb, info, stability=True)
+                verdict = patch_map.verdict
+                if box is None:
+                    box = patch_map.boxes[patch_map.most_telling()]
+            else:
+                (verdict,) = self.judge_images([rgb], [info], stability=True)
+            crop = rgb.crop(box)
+            if self.patch_spec is not None:  # native pixels, as the patch was scored
+                view = np.asarray(crop)
+                tensor = normalize_batch(pil_to_uint8(crop)[None], self.data_config)
+            else:
+                view = to_display(crop, self.data_config)
+                tensor = self.transform(crop)[None]
+            verdicts.append(verdict)
+            chosen.append(tuple(box))
+            views.append(view)
+            tensors.append(tensor)
+        return verdicts, chosen, views, tensors
 
 
 def load_detector(path: str | Path | None = None, *, engine: str | None = None) -> Detector:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,10 @@ def score_rows(
 
     if manifest.empty:
         return np.zeros((0, 1)), np.zeros((0, 0), dtype=np.float32)
+    if detector.patch_spec is not None:
+        return _score_patched_rows(
+            detector, root, manifest, num_workers, stability, progress, progress_callback
+        )
 
     def views(rgb) -> torch.Tensor:  # (V, 3, H, W) uint8
         group = detector.stability_views(rgb) if stability else [rgb]
@@ -377,6 +382,29 @@ def score_rows(
             if progress_callback is not None:
                 progress_callback(done, len(dataset))
     return np.concatenate(margins), np.concatenate(features)
+
+
+def _score_patched_rows(detector, root, manifest, num_workers, stability, progress, callback):
+    """`score_rows` for a patch model: each image's patches are cut in the loader's workers
+    and scored together (their number differs between images of different sizes)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from forensics.data import ManifestDataset
+
+    dataset = ManifestDataset(root, manifest, partial(detector.patch_views, stability=stability))
+    # batch_size=None: one image's PatchViews at a time, as they are.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    margins, features = [], []
+    with tqdm(total=len(dataset), desc="evaluating", unit="img", disable=not progress) as bar:
+        for views, _ in loader:
+            margin, feature, _ = detector.score_patch_views(views)
+            margins.append(margin)
+            features.append(feature)
+            bar.update(1)
+            if callback is not None:
+                callback(len(margins), len(dataset))
+    return np.stack(margins), np.stack(features)
 
 
 def summarize_verdicts(

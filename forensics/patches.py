@@ -6,6 +6,8 @@ shown patches of it, never a downscaled copy (which erases a generator's fine tr
 covers the whole image evenly with at most `max_patches` patches (overlapping where the image
 is not a multiple of the patch size; spread out, with gaps, where it is too large for the bound,
 so that a 48 MP upload costs no more than a 12 MP one).
+
+Patches are never resampled: a patch model's scale is always the photograph's own.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
+from forensics.perturb import STABILITY_PERTURBATIONS
+from forensics.transforms import pil_to_uint8
+
 Box = tuple[int, int, int, int]  # left, top, right, bottom (PIL's crop box)
+# The stability check perturbs at most this many patches of an image (spread over it): a 12 MP
+# photograph's 64 patches times four changes would cost four more verdicts.
+STABILITY_PATCHES = 16
 
 
 def _positions(length: int, size: int, count: int) -> list[int]:
@@ -30,24 +39,53 @@ def _positions(length: int, size: int, count: int) -> list[int]:
 
 
 def patch_grid(width: int, height: int, *, size: int, max_patches: int) -> list[Box]:
-    """Boxes of `size` x `size` patches covering a `width` x `height` image, row by row.
+    """Boxes of the patches covering a `width` x `height` image, row by row.
 
+    Patches are `size` x `size`, or as wide (tall) as the image where it is narrower (shorter)
+    than that: a 32 px image is one 32 px patch, a 100x4000 strip a column of 100x`size` ones.
     Each side gets the fewest patches that cover it (neighbours overlap where the side is not a
-    multiple of `size`); when that exceeds `max_patches`, both sides are thinned in proportion,
-    leaving gaps between patches. An image smaller than one patch on a side has no grid: it is
-    judged whole (an empty list).
+    multiple of the patch); when that exceeds `max_patches`, both sides are thinned in
+    proportion, leaving gaps between patches.
     """
     if size < 1 or max_patches < 1:
         raise ValueError(f"size and max_patches must be positive, got {size}, {max_patches}")
-    if width < size or height < size:
-        return []
-    across, down = math.ceil(width / size), math.ceil(height / size)
+    if width < 1 or height < 1:
+        raise ValueError(f"an image has at least one pixel a side, got {width}x{height}")
+    side_x, side_y = min(size, width), min(size, height)
+    across, down = math.ceil(width / side_x), math.ceil(height / side_y)
     if across * down > max_patches:
         shrink = math.sqrt(max_patches / (across * down))
         across = max(1, min(across, math.floor(across * shrink)))
         down = max(1, min(down, max_patches // across))
-    xs, ys = _positions(width, size, across), _positions(height, size, down)
-    return [(x, y, x + size, y + size) for y in ys for x in xs]
+    xs, ys = _positions(width, side_x, across), _positions(height, side_y, down)
+    return [(x, y, x + side_x, y + side_y) for y in ys for x in xs]
+
+
+def grid_shape(boxes: Sequence[Box]) -> tuple[int, int]:
+    """(rows, columns) of a `patch_grid`."""
+    return len({box[1] for box in boxes}), len({box[0] for box in boxes})
+
+
+def spread_indices(count: int, limit: int) -> list[int]:
+    """At most `limit` of range(count), evenly spread over it (all of them when count <= limit):
+    the patches the stability check perturbs."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
+
+def perturbed_aggregate(
+    margins: np.ndarray, subset: Sequence[int], perturbed: np.ndarray, spec: PatchSpec
+) -> float:
+    """The image's aggregate margin had every patch gone through a change, from the patches in
+    `subset` that did (their margins `perturbed`): exact when every patch is in the subset;
+    otherwise the other patches are assumed to move by the subset's mean change."""
+    margins = np.asarray(margins, dtype=np.float64)
+    perturbed = np.asarray(perturbed, dtype=np.float64)
+    if len(subset) == len(margins):
+        return aggregate(perturbed, spec.aggregate, k=spec.k)
+    shift = float(np.mean(perturbed - margins[list(subset)]))
+    return aggregate(margins + shift, spec.aggregate, k=spec.k)
 
 
 def _mean(margins: np.ndarray, k: int) -> float:
@@ -121,6 +159,40 @@ class PatchSpec:
     def to_dict(self) -> dict:
         return {"size": self.size, "max_patches": self.max_patches, "aggregate": self.aggregate,
                 "k": self.k}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatchViews:
+    """An image cut into native-resolution patches, with the stability check's copies of a
+    spread subset of them: uint8 tensors ready for a Detector's `score_pixels`."""
+
+    boxes: tuple[Box, ...]
+    patches: torch.Tensor  # (P, 3, h, w)
+    subset: tuple[int, ...]  # the patches the stability copies were made of
+    perturbed: tuple[torch.Tensor, ...]  # one (S, 3, h', w') per change, or none
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return grid_shape(self.boxes)
+
+
+def cut_patches(image: Image.Image, spec: PatchSpec, *, stability: bool) -> PatchViews:
+    """`image`'s patches on `spec`'s grid and, with `stability`, each STABILITY_PERTURBATIONS
+    change applied to each of at most STABILITY_PATCHES of them (in that mapping's order)."""
+    rgb = image.convert("RGB")
+    boxes = patch_grid(rgb.width, rgb.height, size=spec.size, max_patches=spec.max_patches)
+    crops = [rgb.crop(box) for box in boxes]
+    subset = spread_indices(len(boxes), STABILITY_PATCHES) if stability else []
+    perturbed = tuple(
+        torch.stack([pil_to_uint8(change(crops[i])) for i in subset])
+        for change in (STABILITY_PERTURBATIONS.values() if stability else ())
+    )
+    return PatchViews(
+        boxes=tuple(boxes),
+        patches=torch.stack([pil_to_uint8(crop) for crop in crops]),
+        subset=tuple(subset),
+        perturbed=perturbed,
+    )
 
 
 def draw_patch_map(

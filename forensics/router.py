@@ -127,18 +127,15 @@ def routed(verdict: Verdict, *, fits: bool) -> Verdict:
 
 def _feature_ratio(detector: Detector, rgb: Image.Image) -> float:
     """The image's feature distance over the checkpoint's threshold (below 1: in domain)."""
-    import torch
-
-    _, features = detector.score_pixels(torch.stack([detector.geometry(rgb)]))
     domain = detector.trust.feature_domain
-    return float(domain.distance(features)[0] / domain.threshold)
+    return float(domain.distance(detector.image_features(rgb)[None])[0] / domain.threshold)
 
 
 def _input_gap(detector: Detector, info: ImageInfo) -> float:
     """How far the image's scale is from the checkpoint's training scales (log ratio), plus
     one for each other input reason: the nearest model when none fits."""
     domain = detector.trust.input_domain
-    scale = min(info.width, info.height) / domain.resize
+    scale = domain.scale_of(info)
     low, high = domain.scale
     gap = (
         0.0

@@ -13,6 +13,8 @@ from forensics.patches import (
     choose_aggregation,
     draw_patch_map,
     patch_grid,
+    perturbed_aggregate,
+    spread_indices,
 )
 
 
@@ -41,10 +43,30 @@ def test_a_grid_within_its_bound_covers_every_pixel() -> None:
     assert len(patch_grid(width, height, size=size, max_patches=100)) == 8 * 6  # fewest that cover
 
 
-def test_an_image_smaller_than_a_patch_has_no_grid() -> None:
-    assert patch_grid(100, 400, size=128, max_patches=64) == []
+def test_a_side_shorter_than_a_patch_gets_patches_as_short_as_it() -> None:
+    # A 100x400 strip: a column of 100x128 patches down its length, never resampled.
+    assert patch_grid(100, 400, size=128, max_patches=64) == [
+        (0, 0, 100, 128), (0, 91, 100, 219), (0, 181, 100, 309), (0, 272, 100, 400)
+    ]  # fmt: skip
+    assert patch_grid(20, 20, size=128, max_patches=64) == [(0, 0, 20, 20)]
     with pytest.raises(ValueError, match="positive"):
         patch_grid(512, 512, size=0, max_patches=4)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        patch_grid(0, 512, size=128, max_patches=4)
+
+
+def test_stability_patches_are_spread_over_the_grid() -> None:
+    assert spread_indices(5, 16) == [0, 1, 2, 3, 4]
+    chosen = spread_indices(64, 16)
+    assert len(chosen) == 16 and chosen[0] == 0 and chosen[-1] == 63
+
+
+def test_a_perturbed_aggregate_is_exact_on_every_patch_and_shifted_on_a_subset() -> None:
+    spec = PatchSpec(size=32)
+    margins = np.array([1.0, 2.0, 3.0, 4.0])
+    assert perturbed_aggregate(margins, [0, 1, 2, 3], np.array([0.0, 0, 0, 4]), spec) == 1.0
+    # Patches 0 and 3 dropped by 1 on average: every patch is assumed to move that much.
+    assert perturbed_aggregate(margins, [0, 3], np.array([0.5, 2.5]), spec) == pytest.approx(1.5)
 
 
 def test_aggregation_rules() -> None:
@@ -133,7 +155,11 @@ def test_the_patch_map_is_higher_on_the_generated_half(trained_detector) -> None
     # No trust profile: the probabilities are the softmax, and the rule averages the margins.
     margins = np.log(patch_map.prob_fake) - np.log1p(-patch_map.prob_fake)
     expected = 1 / (1 + np.exp(-margins.mean()))
-    assert patch_map.aggregate_prob_fake == pytest.approx(expected, abs=1e-6)
+    assert patch_map.verdict.prob_fake == pytest.approx(expected, abs=1e-6)
+    # The verdict is the same through every door: predict judges the patches too.
+    assert trained_detector.predict(halves).prob_fake == pytest.approx(expected, abs=1e-6)
+    telling = (32, 0, 64, 32) if patch_map.verdict.label == "fake" else (0, 0, 32, 32)
+    assert patch_map.boxes[patch_map.most_telling()] == telling
 
 
 def test_an_image_smaller_than_a_patch_is_one_patch(trained_detector) -> None:
@@ -151,3 +177,36 @@ def test_a_checkpoint_with_bad_patch_settings_is_refused(tmp_path) -> None:
             "patches": {"size": 32, "aggregate": "vote"}}  # fmt: skip
     with pytest.raises(CheckpointError, match="invalid patch settings"):
         save_checkpoint(tmp_path / "c", build_model("simple_cnn"), meta)
+
+
+def test_a_patch_model_checks_stability_on_its_patches(trained_detector) -> None:
+    from forensics.perturb import STABILITY_PERTURBATIONS
+    from tests.conftest import make_image
+
+    large = Image.new("RGB", (160, 96))
+    for i, (x, y) in enumerate((x, y) for y in (0, 32, 64) for x in range(0, 160, 32)):
+        large.paste(make_image(300 + i, fake=True), (x, y))
+    assert trained_detector.predict(large).label == "fake"
+    views = trained_detector.patch_views(large, stability=True)
+    assert len(views.boxes) == 15 and views.grid == (3, 5) and views.subset == tuple(range(15))
+    assert [tuple(t.shape) for t in views.perturbed][1] == (15, 3, 29, 29)  # the 0.9x rescale
+    margins, features, patch_margins = trained_detector.score_patch_views(views)
+    assert margins.shape == (1 + len(STABILITY_PERTURBATIONS),) and patch_margins.shape == (15,)
+    assert margins[0] == pytest.approx(patch_margins.mean())  # the stored rule: mean logit
+    assert features.ndim == 1
+
+
+def test_a_patch_model_explains_one_native_patch(trained_detector) -> None:
+    from tests.conftest import make_image
+
+    halves = Image.new("RGB", (64, 32))
+    halves.paste(make_image(211, fake=False), (0, 0))
+    halves.paste(make_image(212, fake=True), (32, 0))
+    chosen = trained_detector.explain(halves, target="fake", box=(0, 0, 32, 32))
+    assert chosen.box == (0, 0, 32, 32) and chosen.view.shape == (32, 32, 3)
+    assert np.array_equal(chosen.view, np.asarray(halves.crop((0, 0, 32, 32))))
+    assert chosen.heatmap.shape == (32, 32) and chosen.target == "fake"
+    default = trained_detector.explain(halves)
+    patch_map = trained_detector.patch_map(halves)
+    assert default.box == patch_map.boxes[patch_map.most_telling()]
+    assert default.verdict.prob_fake == pytest.approx(patch_map.verdict.prob_fake)

@@ -95,3 +95,36 @@ def test_lr_schedule_lists_plateaus_and_sums_up_a_cosine() -> None:
     text = _lr_schedule(pd.DataFrame({"epoch": range(1, 21), "lr": lrs}))
     assert text.startswith("changed every epoch: 0.0001 at epoch 1, rising to 0.001 at epoch 2,")
     assert "then down to 0 at epoch 20" in text
+
+
+def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tmp_path) -> None:
+    from forensics.images import ImageInfo
+
+    dest = tmp_path / "patches"
+    argv = [str(finished_run), "--to", str(dest), "--patches", "16", "--max-patches", "9"]
+    assert publish_main(argv) == 0
+    detector = load_detector(dest)
+    spec = detector.patch_spec
+    assert (spec.size, spec.max_patches) == (16, 9)
+    fit = detector.metadata["trust"]["fit"]["patch_rule"]
+    # The rule stored is the one with the lowest validation log loss, the evidence beside it.
+    assert spec.aggregate == fit["chosen"] == min(fit["val_log_loss"], key=fit["val_log_loss"].get)
+    # Never resampled: a photograph of any size is at the model's scale; a smaller one is not.
+    domain = detector.trust.input_domain
+    assert domain.patch == 16 and domain.scale == (1.0, 1.0)
+    assert not domain.reasons(ImageInfo(4000, 1000, "PNG", None))
+    (small,) = domain.reasons(ImageInfo(8, 8, "PNG", None))
+    assert "smaller than the 16 px patches" in small
+    # The stored test evaluation is the patch verdicts': the same probabilities again.
+    table = pd.read_csv(dest / "eval" / "predictions.csv", keep_default_na=False)
+    data = Path(yaml_root(finished_run))
+    first = table.iloc[0]
+    assert detector.predict(data / first["path"]).prob_fake == pytest.approx(
+        first["prob_fake"], abs=1e-6
+    )
+
+
+def yaml_root(run: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["data"]["root"]

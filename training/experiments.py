@@ -16,6 +16,12 @@ Suites (the published comparisons this project comes from):
               batch mixing;
               sizes come from the base config (input_size = the crop, resize = the native
               side), e.g. --config training/configs/faces_resnet18.yaml
+  sources     which idea carries a photograph detector to other sources (the photos model's
+              ladder, on sdcoco with --config training/configs/photos_resnet18.yaml): the whole
+              image downscaled to the crop; native-resolution crops; those with blur and JPEG
+              augmentation (Wang et al. 2020); the NPR residual in front (Tan et al. 2024); a
+              fixed high-pass residual. `python -m training.cross_source` then scores every
+              run on the other shared sets
 
 Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
 finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
@@ -77,6 +83,8 @@ def suite_runs(
         }
     if suite == "ideas":
         return _ideas_runs(base or {})
+    if suite == "sources":
+        return _sources_runs(base or {})
     raise ValueError(f"unknown suite {suite!r}; valid: {list(SUITES)}")
 
 
@@ -108,7 +116,21 @@ def _ideas_runs(base: dict) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-SUITES = ("strategies", "epochs", "baselines", "heads", "ideas")
+def _sources_runs(base: dict) -> dict[str, list[str]]:
+    """Rungs that differ in one idea each from native crops with the whole view at evaluation
+    (the base config's layout); every rung has the same budget (epochs, batch, schedule)."""
+    crop = int(base["augment"].get("crop_size") or base["input"]["input_size"])
+    plain = ["--model.input_filter", "none"]
+    return {
+        "downscaled": [*plain, "--input.resize", str(crop), "--input.input_size", str(crop)],
+        "native_crops": plain,
+        "native_crops_blur_jpeg": [*plain, "--augment.preset", "flip_jpeg_blur"],
+        "npr": ["--model.input_filter", "npr"],
+        "highpass": ["--model.input_filter", "highpass"],
+    }
+
+
+SUITES = ("strategies", "epochs", "baselines", "heads", "ideas", "sources")
 
 
 def resolve_weights(setting: str) -> str | None:

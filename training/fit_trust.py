@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pandas as pd
 
 from forensics.atomic import write_text_atomic
 from forensics.checkpoint import METADATA_FILE, CheckpointError, update_metadata
-from forensics.data import dataset_fingerprint, load_splits
+from forensics.data import ImageStore, dataset_fingerprint, load_splits
 from forensics.detector import Detector, load_detector
 from forensics.evaluation import (
     calibrated_ece_floor,
@@ -35,6 +36,7 @@ from forensics.evaluation import (
     score_rows,
     write_evaluation,
 )
+from forensics.patches import choose_aggregation
 from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.scan import load_or_build_manifest
 from forensics.trust import (
@@ -75,6 +77,11 @@ def fit_trust_profile(
     if len(train) > max_train_images:
         train = train.sample(max_train_images, random_state=seed)
     train = train.reset_index(drop=True)
+    patch_rule = (
+        choose_patch_rule(detector, root, val, progress=progress)
+        if detector.patch_spec is not None
+        else None
+    )
     score = partial(score_rows, detector, root, batch_size=batch_size, progress=progress)
     _, train_features = score(train, stability=False)
     val_margins, val_features = score(val, stability=True)
@@ -99,7 +106,11 @@ def fit_trust_profile(
     profile = TrustProfile(
         temperature=temperature,
         band=band,
-        input_domain=InputDomain.fit(manifest_infos(train), resize=detector.data_config.resize),
+        input_domain=InputDomain.fit(
+            manifest_infos(train),
+            resize=detector.data_config.resize,
+            patch=None if detector.patch_spec is None else detector.patch_spec.size,
+        ),
         feature_domain=FeatureDomain.fit(train_features, val_features, quantile=feature_quantile),
         max_spread=spread,
         record={},
@@ -122,8 +133,30 @@ def fit_trust_profile(
         "val_flip_rates": dict(zip(changes, (float(r) for r in rates), strict=True)),
         "max_flip_rate": MAX_FLIP_RATE,
         "dataset_fingerprint": dataset_fingerprint(manifest),
+        "patch_rule": patch_rule,
     }
     return profile, figures
+
+
+def choose_patch_rule(
+    detector: Detector, root: Path, val: pd.DataFrame, *, progress: bool = True
+) -> dict[str, Any]:
+    """For a patch model: the rule that combines an image's patch scores into its verdict,
+    chosen on validation by log loss (`forensics.patches.choose_aggregation`) and set in the
+    detector's spec and metadata (which the caller stores). Returns the choice and its
+    evidence."""
+    from tqdm.auto import tqdm
+
+    store = ImageStore(root)
+    patch_margins = []
+    for path in tqdm(val["path"], desc="patch rule", unit="img", disable=not progress):
+        views = detector.patch_views(store.load_image(path), stability=False)
+        patch_margins.append(detector.score_patch_views(views)[2])
+    spec = detector.patch_spec
+    rule, losses = choose_aggregation(patch_margins, val["label"].to_numpy(), k=spec.k)
+    detector.patch_spec = replace(spec, aggregate=rule)
+    detector.metadata["patches"] = detector.patch_spec.to_dict()
+    return {"chosen": rule, "val_log_loss": dict(losses)}
 
 
 def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from forensics.checkpoint import load_checkpoint, save_checkpoint
 from forensics.data import load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import calibrated_ece_floor, run_evaluation, write_evaluation
+from forensics.patches import PatchSpec
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.fit_trust import (
@@ -50,9 +51,14 @@ def publish(
     train_commands: tuple[str, ...] = (),
     batch_size: int = 256,
     max_selective_risk: float = 0.01,
+    patches: PatchSpec | None = None,
 ) -> dict[str, Any]:
+    """`patches`: the shipped model judges native-resolution patches of that size (its
+    combining rule is then chosen on validation by the trust fit)."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     model, meta = load_checkpoint(run_dir / "best")
+    if patches is not None:
+        meta["patches"] = patches.to_dict()
     dest.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, model, meta, half=True)
     for name in ("history.csv", "config.yaml"):
@@ -70,7 +76,7 @@ def publish(
     profile, figures = fit_trust_profile(
         detector, root, manifest, batch_size=batch_size, max_selective_risk=max_selective_risk
     )
-    meta = save_trust_profile(dest, meta, profile, figures)
+    meta = save_trust_profile(dest, detector.metadata, profile, figures)  # with the patch rule
     save_checkpoint(dest, detector.model, meta, half=True)
     detector = load_detector(dest)
     test_rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
@@ -263,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the abstain band is the narrowest whose answered validation images are wrong at "
         "most this often (default 0.01)",
     )
+    parser.add_argument(
+        "--patches",
+        type=int,
+        metavar="SIZE",
+        help="judge images by native-resolution patches of SIZE px (a model trained on crops of "
+        "that size), combined by the rule that fits validation best",
+    )
+    parser.add_argument(
+        "--max-patches", type=int, default=64, help="with --patches: at most this many per image"
+    )
     args = parser.parse_args(argv)
     this_command = shlex.join(["python", "-m", "training.publish", *(argv or sys.argv[1:])])
     if not (args.run_dir / "best" / "model.json").is_file():
@@ -279,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             this_command,
         ),
         max_selective_risk=args.max_selective_risk,
+        patches=PatchSpec(args.patches, args.max_patches) if args.patches else None,
     )
     return 0
 

@@ -41,14 +41,20 @@ class InputDomain:
     jpeg_quality: tuple[int, int] | None
     jpeg_share: float
     resize: int  # the model's resize, to turn an image's size into its scale
+    # A patch model's patch side: it never resamples, so every image at least that large is at
+    # scale 1, a smaller one below it; and nothing is cut away, whatever the shape.
+    patch: int | None = None
 
     @classmethod
-    def fit(cls, infos: Sequence[ImageInfo], *, resize: int) -> InputDomain:
+    def fit(
+        cls, infos: Sequence[ImageInfo], *, resize: int, patch: int | None = None
+    ) -> InputDomain:
         if not infos:
             raise ValueError("no training images to describe")
         short = np.array([min(i.width, i.height) for i in infos], dtype=np.float64)
         long = np.array([max(i.width, i.height) for i in infos], dtype=np.float64)
-        scale, aspect = short / resize, long / short
+        scale = np.minimum(short / patch, 1.0) if patch else short / resize
+        aspect = long / short
         qualities = [i.jpeg_quality for i in infos if i.jpeg_quality is not None]
         return cls(
             scale=(float(scale.min()), float(scale.max())),
@@ -56,15 +62,28 @@ class InputDomain:
             jpeg_quality=(min(qualities), max(qualities)) if qualities else None,
             jpeg_share=len(qualities) / len(infos),
             resize=resize,
+            patch=patch,
         )
+
+    def scale_of(self, info: ImageInfo) -> float:
+        """What the model's preprocessing does to the image's size: its short side over the
+        model's resize (a patch model: over its patch side, at most 1)."""
+        short = min(info.width, info.height)
+        return min(short / self.patch, 1.0) if self.patch else short / self.resize
 
     def reasons(self, info: ImageInfo) -> list[str]:
         """Why `info` is outside this domain, in plain words; empty when it is inside."""
         reasons = []
         size = f"{info.width}x{info.height}"
-        scale = min(info.width, info.height) / self.resize
+        scale = self.scale_of(info)
         trained = _trained_sizes(self)
-        if scale > self.scale[1] * SCALE_TOLERANCE:
+        if self.patch:  # never resampled: any image as large as a patch is at its own scale
+            if scale < self.scale[0] / SCALE_TOLERANCE:
+                reasons.append(
+                    f"it is {size}, smaller than the {self.patch} px patches the model judges at "
+                    "native resolution: it sees less of the image than it learnt from"
+                )
+        elif scale > self.scale[1] * SCALE_TOLERANCE:
             reasons.append(
                 f"it is {size}, downscaled {scale:.0f}x before the model sees it, while the "
                 f"model was trained on {trained}: the fine detail a generator leaves is gone"
@@ -75,7 +94,7 @@ class InputDomain:
                 f"model was trained on {trained}: interpolation can look synthetic to it"
             )
         aspect = max(info.width, info.height) / min(info.width, info.height)
-        if aspect > self.aspect[1] * ASPECT_TOLERANCE:
+        if not self.patch and aspect > self.aspect[1] * ASPECT_TOLERANCE:
             kept = 100 / aspect
             reasons.append(
                 f"its {size} shape is cut to a centre square ({kept:.0f}% of it) before the "
@@ -106,6 +125,7 @@ class InputDomain:
             "jpeg_quality": None if self.jpeg_quality is None else list(self.jpeg_quality),
             "jpeg_share": self.jpeg_share,
             "resize": self.resize,
+            "patch": self.patch,
         }
 
     @classmethod
@@ -117,6 +137,7 @@ class InputDomain:
             jpeg_quality=None if quality is None else _pair(quality, int),
             jpeg_share=float(record["jpeg_share"]),
             resize=int(record["resize"]),
+            patch=None if record.get("patch") is None else int(record["patch"]),
         )
 
 
@@ -136,6 +157,8 @@ def _article(word: str) -> str:
 
 
 def _trained_sizes(domain: InputDomain) -> str:
+    if domain.patch:
+        return f"native-resolution patches of {domain.patch} px"
     low, high = (round(s * domain.resize) for s in domain.scale)
     side = f"{low} px" if low == high else f"{low}-{high} px"
     return f"images of {side} on the short side"
