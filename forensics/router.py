@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from forensics.checkpoint import shipped_checkpoints
-from forensics.detector import Detector, Explanation, Verdict
+from forensics.detector import Detector, Explanation, PatchMap, Verdict
 from forensics.detector import load_detector as load_checkpoint_detector
 from forensics.images import ImageInfo, ImageSource, read_image
 
@@ -100,17 +100,27 @@ class AutoDetector:
         images: Sequence[ImageSource],
         method: str = "gradcam",
         target: str = "predicted",
+        *,
+        boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
         **options,
     ) -> list[Explanation]:
-        """Each image explained by the checkpoint chosen for it."""
+        """Each image explained by the checkpoint chosen for it (`boxes`: the patch of each
+        that a patch model explains, see `Detector.explain`)."""
         explanations = []
-        for image in images:
+        for image, box in zip(images, boxes or [None] * len(images), strict=True):
             rgb, info = read_image(image)
             detector, fits = self.choose(rgb, info)
-            (explanation,) = detector.explain_batch([image], method, target, **options)
+            (explanation,) = detector.explain_batch([image], method, target, boxes=[box], **options)
             verdict = routed(explanation.verdict, fits=fits)
             explanations.append(replace(explanation, verdict=verdict))
         return explanations
+
+    def patch_map(self, image: ImageSource, *, stability: bool = True) -> PatchMap:
+        """The patch map of the checkpoint chosen for the image, with its routed verdict."""
+        rgb, info = read_image(image)
+        detector, fits = self.choose(rgb, info)
+        patch_map = detector.map_patches(rgb, info, stability=stability)
+        return replace(patch_map, verdict=routed(patch_map.verdict, fits=fits))
 
 
 def routed(verdict: Verdict, *, fits: bool) -> Verdict:

@@ -213,3 +213,32 @@ def test_upload_over_the_pixel_limit_is_refused_with_a_message(app: AppTest) -> 
     assert len(at.error) == 1 and not at.metric
     assert "Cannot read huge.png" in at.error[0].value
     assert "8000x6000 = 48.0 megapixels, over the 40 MP limit" in at.error[0].value
+
+
+def test_a_patch_model_shows_its_patch_map_and_opens_the_cam_of_any_patch(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    meta = json.loads((tiny_checkpoint / "model.json").read_text())
+    meta["patches"] = {"size": 16, "max_patches": 16}
+    (tiny_checkpoint / "model.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(tiny_checkpoint))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at = upload(at, "photo.png", image_bytes(make_image(9, size=64), "PNG"))
+    assert not at.exception, at.exception
+    captions = image_captions(at)
+    assert any("generated texture: 16 native-resolution patches (4 x 4)" in c for c in captions)
+    chooser = next(s for s in at.selectbox if s.label.startswith("Open the CAM of a patch"))
+    assert len(chooser.options) == 16
+    first = chooser.value
+    assert any(f"Patch x {first[0]}-{first[2]}, y {first[1]}-{first[3]}" in c for c in captions)
+    # The patches are offered most generated-looking first; the CAM follows the choice.
+    index = 15 if chooser.index != 15 else 0
+    chooser.select_index(index)
+    at.run()
+    assert not at.exception, at.exception
+    box = next(s for s in at.selectbox if s.label.startswith("Open the CAM")).value
+    assert box != first
+    assert any(f"Patch x {box[0]}-{box[2]}, y {box[1]}-{box[3]}" in c for c in image_captions(at))

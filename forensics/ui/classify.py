@@ -30,6 +30,7 @@ from forensics.ui.common import (
     enlarge,
     explain_cached,
     method_label,
+    patch_map_cached,
     selected_detector,
 )
 from forensics.ui.decision import draw_decision
@@ -146,7 +147,48 @@ def show_result(
     if verdict.decision == "unsure":
         # A convincing heatmap beside a score that is not a verdict is what misleads most.
         st.caption("The heatmaps below explain a score that is not a verdict.")
+    if explanations[0].box is not None:  # a patch model: the map first, then one patch's CAM
+        box = draw_patch_map(detector, item, default=explanations[0].box)
+        if box != explanations[0].box:
+            with st.spinner(f"Computing {method} for that patch…"):
+                explanations = [explain_cached(detector, data, method, t, box=box) for t in targets]
     draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
+
+
+def draw_patch_map(detector, item: UploadItem, *, default: tuple) -> tuple:
+    """The per-patch P(fake) over the whole photograph, and a choice of the patch whose CAM
+    is shown below (the most telling one by default). Returns the chosen box."""
+    with st.spinner("Scoring the photograph's patches…"):
+        patch_map = patch_map_cached(detector, item.data)
+    rows, columns = patch_map.grid
+    st.image(
+        patch_map.overlay,
+        caption=(
+            f"Where in the photograph the model sees generated texture: {len(patch_map.boxes)} "
+            f"native-resolution patches ({rows} x {columns}), red = P(fake) above the "
+            "threshold, green = below, stronger = further from it"
+        ),
+        width="stretch",
+    )
+    order = {box: i for i, box in enumerate(patch_map.boxes)}
+
+    def label(box: tuple) -> str:
+        i = order[box]
+        left, top, right, bottom = box
+        return (
+            f"patch {i + 1}: x {left}-{right}, y {top}-{bottom}, "
+            f"P(fake) {patch_map.prob_fake[i]:.2f}"
+        )
+
+    choices = sorted(patch_map.boxes, key=lambda b: -float(patch_map.prob_fake[order[b]]))
+    index = choices.index(default) if default in choices else 0
+    return st.selectbox(
+        "Open the CAM of a patch (most generated-looking first)",
+        choices,
+        index=index,
+        format_func=label,
+        key=f"patch-{item.key}",
+    )
 
 
 def draw_heatmaps(
@@ -154,7 +196,11 @@ def draw_heatmaps(
 ) -> None:
     name = item.name
     columns = st.columns(1 + len(explanations))
-    columns[0].image(enlarge(explanations[0].view), caption="What the model saw", width=VIEW_SIZE)
+    box = explanations[0].box
+    seen = "What the model saw"
+    if box is not None:
+        seen = f"Patch x {box[0]}-{box[2]}, y {box[1]}-{box[3]} (native pixels)"
+    columns[0].image(enlarge(explanations[0].view), caption=seen, width=VIEW_SIZE)
     readings = {}
     for column, explanation in zip(columns[1:], explanations, strict=True):
         overlay = overlay_heatmap(explanation.view, explanation.heatmap, opacity=opacity)
@@ -178,6 +224,7 @@ def draw_heatmaps(
         "sha256": item.sha256,
         **verdict.to_dict(),
         "method": method,
+        "heatmap_patch": None if box is None else list(box),
         "heatmap_reading": readings,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

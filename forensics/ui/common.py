@@ -12,7 +12,7 @@ from PIL import Image
 
 from forensics.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, shipped_checkpoints
 from forensics.data import Discovery, load_splits
-from forensics.detector import Detector, Explanation
+from forensics.detector import Detector, Explanation, PatchMap
 from forensics.explain import SLOW_METHODS
 from forensics.router import AUTO, AutoDetector, load_detector
 from forensics.scan import load_or_build_manifest, manifest_cache_folder, read_cached_manifest
@@ -171,10 +171,13 @@ def _explanations(
     images: tuple[bytes, ...],
     method: str,
     target: str,
+    box: tuple[int, int, int, int] | None = None,
 ) -> list[Explanation]:
     # Keyed by the weights' and trust profile's ids and the image bytes: sliders and reruns
     # never recompute a CAM or a decision.
-    return cached_detector(checkpoint_dir).explain_batch(list(images), method, target)
+    return cached_detector(checkpoint_dir).explain_batch(
+        list(images), method, target, boxes=[box] * len(images)
+    )
 
 
 def explain_many_cached(
@@ -193,10 +196,34 @@ def explain_many_cached(
 
 
 def explain_cached(
-    detector: Detector | AutoDetector, data: bytes, method: str, target: str
+    detector: Detector | AutoDetector,
+    data: bytes,
+    method: str,
+    target: str,
+    box: tuple[int, int, int, int] | None = None,
 ) -> Explanation:
-    (explanation,) = explain_many_cached(detector, [data], method, target)
+    """One image's explanation, cached; `box`: the patch a patch model explains (None: the
+    one that most supports its verdict)."""
+    (explanation,) = _explanations(
+        str(detector.checkpoint_dir),
+        detector.checkpoint_id,
+        detector.trust_id,
+        (data,),
+        method,
+        target,
+        box,
+    )
     return explanation
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _patch_map(checkpoint_dir: str, checkpoint_id: str, trust_id: str, data: bytes) -> PatchMap:
+    return cached_detector(checkpoint_dir).patch_map(data)
+
+
+def patch_map_cached(detector: Detector | AutoDetector, data: bytes) -> PatchMap:
+    """The image's patch map and verdict, cached like the explanations."""
+    return _patch_map(str(detector.checkpoint_dir), detector.checkpoint_id, detector.trust_id, data)
 
 
 def enlarge(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
