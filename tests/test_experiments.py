@@ -123,3 +123,39 @@ def test_ideas_suite_needs_a_crop_smaller_than_the_native_side(
     argv = ["ideas", "--data", str(tiny_dataset), "--out", str(tmp_path / "ideas"), *TINY]
     assert experiments.main(argv) == 2
     assert "needs input.resize" in capsys.readouterr().err
+
+
+def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) -> None:
+    from tests.conftest import write_dataset
+    from training import cross_source
+
+    out = tmp_path / "sources"
+    photos = str(Path(experiments.CONFIG_DIR) / "photos_resnet18.yaml")
+    sizes = ["--input.input_size", "32", "--input.resize", "32", "--augment.crop_size", "16",
+             "--data.cache_decoded", "false", "--augment.resample_probability", "0"]  # fmt: skip
+    argv = ["sources", "--data", str(tiny_dataset), "--out", str(out), "--config", photos,
+            *TINY, *sizes]  # fmt: skip
+    assert experiments.main(argv) == 0
+    configs = {run: load_config(out / run / "config.yaml") for run in experiments._sources_runs(
+        load_config(out / "npr" / "config.yaml"))}  # fmt: skip
+    assert list(configs) == ["downscaled", "native_crops", "native_crops_blur_jpeg", "npr",
+                             "highpass"]  # fmt: skip
+    assert configs["downscaled"]["input"]["resize"] == 16
+    filters = {run: config["model"]["input_filter"] for run, config in configs.items()}
+    assert filters == {"downscaled": "none", "native_crops": "none",
+                       "native_crops_blur_jpeg": "none", "npr": "npr", "highpass": "highpass"}  # fmt: skip
+    assert configs["native_crops_blur_jpeg"]["augment"]["preset"] == "flip_jpeg_blur"
+
+    # Native-crop runs judge by native patches of their crop; the downscaled one resizes.
+    assert cross_source.run_detector(out / "npr", engine="eager").patch_spec.size == 16
+    assert cross_source.run_detector(out / "downscaled", engine="eager").patch_spec is None
+    other = write_dataset(tmp_path / "other", per_class=10, size=48)
+    sets = ["--set", f"own={tiny_dataset}", "--set", f"other={other}"]
+    assert cross_source.main([str(out), *sets, "--runs", "npr", "downscaled"]) == 0
+    table = pd.read_csv(out / "cross_source.csv")
+    assert list(table["run"]) == ["downscaled", "npr"]
+    assert list(table.columns) == ["run", "val_accuracy", "val_auc", "own (own) AUC",
+                                   "own (own) acc", "other AUC", "other acc"]  # fmt: skip
+    assert table.iloc[:, 1:].stack().between(0, 1).all()
+    assert "python -m training.cross_source" in (out / "cross_source.md").read_text()
+    assert cross_source.main([str(tmp_path), "--set", "x=/nonexistent"]) == 2

@@ -1,0 +1,174 @@
+"""How far each run of a suite carries beyond its own data: its test ROC-AUC and accuracy on its
+own test split and on the test splits of other datasets it never saw.
+
+    python -m training.cross_source training/runs/experiments/sources \
+        --set sdcoco=../shared/data/sdcoco --set faces=../shared/data/faces \
+        --set cifake=../shared/data/cifake/cifake-train.zip [--max-images 1000] [--out DIR]
+
+Each run is judged the way it would ship: a run trained on native-resolution crops smaller than
+its images judges any image by its native patches (the crop size, scores averaged as logits);
+one trained on whole images resized to its input resizes every image. A run's own set is found
+by its `data.root`; its test split is the run's own. Other sets get the seeded 80/10/10 split
+that training makes (seed 0) and are read at their test rows only, at most `--max-images` of them
+(a seeded sample). Raw scores, no trust checks: this measures models, not decisions. The run
+to ship is chosen on validation (the `val_auc` column, from the run's history), never on these
+test columns. Writes OUT/cross_source.md and .csv (default: the suite folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from forensics.atomic import write_text_atomic
+from forensics.checkpoint import CheckpointError, load_checkpoint
+from forensics.data import assign_splits, load_splits
+from forensics.detector import Detector
+from forensics.evaluation import score_rows
+from forensics.patches import PatchSpec
+from forensics.scan import load_or_build_manifest
+from training.experiments import markdown_table
+
+SPLIT_SEED = 0
+FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def run_detector(run_dir: Path, *, engine: str = "fast") -> Detector:
+    """The run's best weights, judging as they would ship (native patches where the run
+    trained on native crops smaller than its evaluation view)."""
+    model, meta = load_checkpoint(run_dir / "best")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    crop = config["augment"].get("crop_size")
+    if crop and int(crop) < int(config["input"]["input_size"]):
+        meta["patches"] = PatchSpec(size=int(crop)).to_dict()
+    return Detector(model, meta, checkpoint_dir=run_dir, engine=engine)
+
+
+def test_rows(root: Path, *, splits: Path | None, max_images: int) -> pd.DataFrame:
+    """The test rows of `root` (from `splits`, else the seeded split), at most `max_images`."""
+    manifest = load_or_build_manifest(root, progress=False).manifest
+    if splits is not None:
+        manifest = load_splits(manifest, splits)
+    else:
+        manifest = assign_splits(manifest, fractions=list(FRACTIONS), seed=SPLIT_SEED)
+    rows = manifest[manifest["split"] == "test"]
+    if len(rows) > max_images:
+        rows = rows.sample(max_images, random_state=SPLIT_SEED)
+    return rows.reset_index(drop=True)
+
+
+def score_set(detector: Detector, root: Path, rows: pd.DataFrame) -> dict[str, float]:
+    margins, _ = score_rows(detector, root, rows, stability=False, progress=False)
+    labels = rows["label"].to_numpy()
+    margin = margins[:, 0]
+    return {
+        "auc": float(roc_auc_score(labels, margin)),
+        "accuracy": float(np.mean((margin >= 0) == (labels == 1))),
+        "n": len(rows),
+    }
+
+
+def best_val(run_dir: Path) -> dict[str, float]:
+    history = pd.read_csv(run_dir / "history.csv")
+    best = history[history["best"].astype(bool)].iloc[-1]
+    auc = best["val_roc_auc"] if "val_roc_auc" in best else float("nan")
+    return {"val_accuracy": float(best["val_accuracy"]), "val_auc": float(auc)}
+
+
+def cross_source_table(
+    runs: list[Path], sets: dict[str, Path], *, max_images: int, progress: bool = True
+) -> pd.DataFrame:
+    """One row per run: validation figures, then AUC and accuracy per set ("own" marks the
+    set the run trained on)."""
+    resolved = {name: path.resolve() for name, path in sets.items()}
+    rows = []
+    for run_dir in runs:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        own_root = Path(config["data"]["root"]).resolve()
+        detector = run_detector(run_dir)
+        row: dict = {"run": run_dir.name, **best_val(run_dir)}
+        for name, root in resolved.items():
+            own = root == own_root
+            splits = run_dir / "splits.csv.gz" if own else None
+            rows_of_set = test_rows(root, splits=splits, max_images=max_images)
+            figures = score_set(detector, root, rows_of_set)
+            label = f"{name} (own)" if own else name
+            row[f"{label} AUC"] = figures["auc"]
+            row[f"{label} acc"] = figures["accuracy"]
+            if progress:
+                print(
+                    f"{run_dir.name} on {name}: AUC {figures['auc']:.3f}, accuracy "
+                    f"{figures['accuracy']:.3f} ({figures['n']} images)",
+                    flush=True,
+                )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, out: Path, *, command: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "cross_source.csv", index=False)
+    shown = table.copy()
+    for column in shown.columns[1:]:
+        shown[column] = shown[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
+    text = (
+        "# Across sources: test ROC-AUC and accuracy on each set\n\n"
+        f"`{command}`\n\n{markdown_table(shown)}\n\n"
+        "val_* come from each run's own validation split (the only figures used to choose); "
+        "the other columns are test splits, read once.\n"
+    )
+    path = out / "cross_source.md"
+    write_text_atomic(path, text)
+    return path
+
+
+def parse_sets(values: list[str]) -> dict[str, Path]:
+    sets = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--set takes NAME=PATH, got {value!r}")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        sets[name] = Path(path)
+    return sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.cross_source",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("suite", type=Path, help="a suite folder (one run folder per rung)")
+    parser.add_argument("--set", action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--runs", nargs="+", help="only these runs (default: every finished one)")
+    parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--out", type=Path, help="default: the suite folder")
+    args = parser.parse_args(argv)
+    try:
+        sets = parse_sets(args.set)
+        runs = sorted(p.parent.parent for p in args.suite.glob("*/best/model.json"))
+        if args.runs:
+            runs = [r for r in runs if r.name in args.runs]
+        if not runs:
+            raise ValueError(f"{args.suite} holds no finished runs (*/best/model.json)")
+        table = cross_source_table(runs, sets, max_images=args.max_images)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = " ".join(["python -m training.cross_source", *(argv or sys.argv[1:])])
+    path = write_table(table, args.out or args.suite, command=command)
+    print(table.to_string(index=False))
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
