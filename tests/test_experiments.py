@@ -142,8 +142,10 @@ def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) 
                              "highpass"]  # fmt: skip
     assert configs["downscaled"]["input"]["resize"] == 16
     filters = {run: config["model"]["input_filter"] for run, config in configs.items()}
-    assert filters == {"downscaled": "none", "native_crops": "none",
-                       "native_crops_blur_jpeg": "none", "npr": "npr", "highpass": "highpass"}  # fmt: skip
+    assert filters == {
+        "downscaled": "none", "native_crops": "none", "native_crops_blur_jpeg": "none",
+        "npr": "npr", "highpass": "highpass",
+    }  # fmt: skip
     assert configs["native_crops_blur_jpeg"]["augment"]["preset"] == "flip_jpeg_blur"
 
     # Native-crop runs judge by native patches of their crop; the downscaled one resizes.
