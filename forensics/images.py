@@ -20,9 +20,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# 40 megapixels decodes to ~120 MB of RGB: far below what exhausts memory, far above any photo
-# this tool is meant for. Compressed inputs are capped too, so a huge upload is refused unread.
-MAX_PIXELS = 40_000_000
+# 50 megapixels decodes to ~150 MB of RGB: far below what exhausts memory, and just above the
+# 48 MP that phone cameras now write. Compressed inputs are capped too, so a huge upload is
+# refused unread.
+MAX_PIXELS = 50_000_000
 MAX_BYTES = 100 * 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ORIENTATION_TAG = 0x0112  # EXIF
@@ -62,7 +63,7 @@ def load_image(
     """
     if isinstance(source, Image.Image):
         with _decoding_errors(None):
-            return _to_rgb(_checked_frame(source, max_pixels))
+            return _to_rgb(_checked_frame(source, max_pixels), owned=False)
     with _decoded_frame(_read_bytes(source, max_bytes), max_pixels) as frame:
         return _to_rgb(frame)
 
@@ -255,11 +256,19 @@ def _checked_frame(image: Image.Image, max_pixels: int) -> Image.Image:
     return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image) or image
+def _to_rgb(image: Image.Image, *, owned: bool = True) -> Image.Image:
+    """`image` as 8-bit RGB, upright. `owned`: the pixels were decoded here, and an RGB image
+    may share them (never the caller's image: that is copied)."""
+    if image.getexif().get(ORIENTATION_TAG, 1) != 1:
+        image, owned = ImageOps.exif_transpose(image), True
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        if not owned:
+            return image.copy()
+        # A plain image on the decoded pixels, detached from the file: `copy()` would hold a
+        # second 150 MB buffer for a 48 MP photograph (Image.copy is this plus the copy).
+        image.load()
+        return image._new(image.im)
     if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         return Image.fromarray(_high_depth_to_uint8(image), mode="L").convert("RGB")
     if mode == "P":

@@ -179,7 +179,7 @@ class PatchViews:
 def cut_patches(image: Image.Image, spec: PatchSpec, *, stability: bool) -> PatchViews:
     """`image`'s patches on `spec`'s grid and, with `stability`, each STABILITY_PERTURBATIONS
     change applied to each of at most STABILITY_PATCHES of them (in that mapping's order)."""
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # no copy of a 48 MP photo
     boxes = patch_grid(rgb.width, rgb.height, size=spec.size, max_patches=spec.max_patches)
     crops = [rgb.crop(box) for box in boxes]
     subset = spread_indices(len(boxes), STABILITY_PATCHES) if stability else []
@@ -209,8 +209,8 @@ def draw_patch_map(
     if len(boxes) != len(prob_fake):
         raise ValueError(f"{len(boxes)} boxes but {len(prob_fake)} probabilities")
     scale = min(1.0, max_side / max(image.size))
-    shown = image.convert("RGB")
-    if scale < 1.0:
+    shown = image
+    if scale < 1.0:  # reduced before anything else: never a full-size copy
         shown = shown.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
             Image.Resampling.BILINEAR,

@@ -102,7 +102,7 @@ def hostile_corpus() -> list[HostileFile]:
         ],
         HostileFile("broken_crc.png", _broken_crc_png(), False),
         HostileFile("bomb_30000x30000.png", declared_png(30_000, 30_000), False),
-        # Below PIL's own refusal (179 MP) but over the library's 40 MP: only our limit stops it.
+        # Below PIL's own refusal (179 MP) but over the library's 50 MP: only our limit stops it.
         HostileFile("bomb_12000x12000.png", declared_png(12_000, 12_000), False),
         HostileFile("bomb_1x2000000000.png", declared_png(1, 2_000_000_000), False),
         HostileFile("svg_drawing.svg", svg, False),

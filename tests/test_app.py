@@ -208,11 +208,11 @@ def test_upload_limit_matches_the_library_limit() -> None:
 def test_upload_over_the_pixel_limit_is_refused_with_a_message(app: AppTest) -> None:
     from tests.hostile import declared_png
 
-    at = upload(app, "huge.png", declared_png(8000, 6000))
+    at = upload(app, "huge.png", declared_png(9000, 6000))
     assert not at.exception, at.exception
     assert len(at.error) == 1 and not at.metric
     assert "Cannot read huge.png" in at.error[0].value
-    assert "8000x6000 = 48.0 megapixels, over the 40 MP limit" in at.error[0].value
+    assert "9000x6000 = 54.0 megapixels, over the 50 MP limit" in at.error[0].value
 
 
 def test_a_patch_model_shows_its_patch_map_and_opens_the_cam_of_any_patch(

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from forensics import Detector, ImageLoadError, load_detector
@@ -87,7 +88,7 @@ MESSAGES = {
     "truncated_50.jpg": "truncated",
     "truncated_50.png": "truncated",
     "broken_crc.png": "checksum of its 'IDAT' chunk",
-    "bomb_12000x12000.png": "over the 40 MP limit",
+    "bomb_12000x12000.png": "over the 50 MP limit",
     "bomb_30000x30000.png": "too large to decode safely",
 }
 
@@ -202,6 +203,50 @@ def test_decoding_and_preprocessing_stay_within_a_memory_budget_and_a_time_limit
     assert result.returncode == 0, result.stderr[-2000:]
     outcomes = json.loads(result.stdout)
     assert outcomes == {c.name: "image" if c.decodable else "refused" for c in CORPUS}
+
+
+PATCH_VERDICT_IN_BUDGET = textwrap.dedent(
+    """
+    import json, resource, sys
+    from forensics import load_detector
+    from tests.conftest import make_image
+
+    detector = load_detector(sys.argv[1], engine="eager")
+    detector.patch_map(make_image(1, size=300))  # threads and allocator arenas exist now
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    budget = mapped + int(sys.argv[3])
+    resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+    patch_map = detector.patch_map(sys.argv[2])
+    print(json.dumps({"patches": len(patch_map.boxes), "decision": patch_map.verdict.decision}))
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
+def test_a_48_megapixel_photograph_gets_a_patch_verdict_within_the_memory_budget(
+    tmp_path: Path,
+) -> None:
+    # The photos model's shape (ResNet18 on 128 px native patches, at most 64 of them).
+    torch.manual_seed(0)
+    meta = {"architecture": "resnet18", "head": "linear", "input_filter": "npr",
+            "data": {"input_size": 512, "resize": 512},
+            "patches": {"size": 128, "max_patches": 64}}  # fmt: skip
+    checkpoint = save_checkpoint(
+        tmp_path / "photos", build_model("resnet18", input_filter="npr"), meta
+    )
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8))
+    photo = tmp_path / "48mp.jpg"
+    small.resize((8000, 6000), Image.Resampling.BILINEAR).save(photo, quality=90)
+    result = subprocess.run(
+        [sys.executable, "-c", PATCH_VERDICT_IN_BUDGET, str(checkpoint), str(photo),
+         str(DECODE_BUDGET_BYTES)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 48 <= outcome["patches"] <= 64 and outcome["decision"] in ("real", "fake", "unsure")
 
 
 # ------------------------------------------------------------------------------ fuzzing
