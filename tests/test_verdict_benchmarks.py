@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import lookalikes, routing
@@ -63,3 +64,27 @@ def test_the_shortcut_check_judges_the_same_images_three_ways(
     assert (
         np.abs(np.asarray(shortcut._resampled(image), float) - np.asarray(image, float)).mean() > 1
     )
+
+
+def test_the_photo_benchmark_measures_a_patch_model(tmp_path) -> None:
+    import torch
+
+    from benchmarks import photo_verdict
+    from forensics.checkpoint import save_checkpoint
+    from forensics.models import build_model
+
+    data = photo_verdict.synthetic_photograph(0.3)
+    info = inspect_image(data)
+    assert (info.width, info.height, info.format) == (632, 474, "JPEG")
+    torch.manual_seed(0)
+    meta = {"architecture": "simple_cnn", "data": {"input_size": 32, "resize": 32},
+            "patches": {"size": 64, "max_patches": 12}}  # fmt: skip
+    checkpoint = save_checkpoint(tmp_path / "p", build_model("simple_cnn"), meta)
+    (row,) = photo_verdict.run(checkpoint, [0.3], repeats=1)
+    assert row["image"] == "632x474" and row["patches"] == 12
+    assert row["verdict_and_map_s"] > 0 and row["without_stability_s"] > 0
+    table = photo_verdict.markdown([row])
+    assert "| 632x474 | 0.3 |" in table and "| 12 |" in table
+    whole = save_checkpoint(tmp_path / "w", build_model("simple_cnn"), {**meta, "patches": None})
+    with pytest.raises(ValueError, match="whole views"):
+        photo_verdict.run(whole, [0.3], repeats=1)
