@@ -66,7 +66,9 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     assert not re.search(r"\{\w+\}", card)  # every template field was filled
 
 
-@pytest.mark.parametrize("template", ["model_card_cifake.md", "model_card_faces.md"])
+@pytest.mark.parametrize(
+    "template", ["model_card_cifake.md", "model_card_faces.md", "model_card_photos.md"]
+)
 def test_every_shipped_card_template_is_filled(
     finished_run: Path, tmp_path: Path, template: str
 ) -> None:
@@ -101,8 +103,18 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     from forensics.images import ImageInfo
 
     dest = tmp_path / "patches"
-    argv = [str(finished_run), "--to", str(dest), "--patches", "16", "--max-patches", "9"]
+    table = tmp_path / "cross_source.md"
+    table.write_text(
+        "# Across sources\n\n`python -m training.cross_source x`\n\n"
+        "| run | a |\n|---|---|\n| npr | 0.9 |\n"
+    )
+    template = Path(__file__).resolve().parent.parent / "training" / "model_card_photos.md"
+    argv = [str(finished_run), "--to", str(dest), "--patches", "16", "--max-patches", "9",
+            "--template", str(template), "--cross-source", str(table)]  # fmt: skip
     assert publish_main(argv) == 0
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "`python -m training.cross_source x`\n\n| run | a |\n|---|---|\n| npr | 0.9 |" in card
+    assert "16x16 patches" in card and "at most 9 patches" in card
     detector = load_detector(dest)
     spec = detector.patch_spec
     assert (spec.size, spec.max_patches) == (16, 9)

@@ -52,6 +52,7 @@ def publish(
     batch_size: int = 256,
     max_selective_risk: float = 0.01,
     patches: PatchSpec | None = None,
+    cross_source: Path | None = None,
 ) -> dict[str, Any]:
     """`patches`: the shipped model judges native-resolution patches of that size (its
     combining rule is then chosen on validation by the trust fit)."""
@@ -113,6 +114,7 @@ def publish(
         run_dir,
         training_notes,
         train_commands,
+        cross_source=_table_of(cross_source),
     )
     write_text_atomic(dest / "MODEL_CARD.md", card)
     write_card_section(dest / "MODEL_CARD.md", describe_trust(meta["trust"], metrics))
@@ -121,6 +123,17 @@ def publish(
         f"on {metrics['n']} images"
     )
     return metrics
+
+
+def _table_of(markdown: Path | None) -> str:
+    """The table lines of a results file (training.cross_source's), with the command above
+    them, for a card section; empty without a file."""
+    if markdown is None:
+        return ""
+    lines = markdown.read_text(encoding="utf-8").splitlines()
+    command = next((line for line in lines if line.startswith("`")), "")
+    table = [line for line in lines if line.startswith("|")]
+    return "\n".join([command, "", *table]).strip()
 
 
 def _pct(value: float | None) -> str:
@@ -168,6 +181,7 @@ def render_card(
     run_dir,
     training_notes: str = "",
     train_commands: tuple[str, ...] = (),
+    cross_source: str = "",
 ) -> str:
     """The template filled with this run's figures (str.format fields)."""
     counts = manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
@@ -223,6 +237,11 @@ def render_card(
         "fn": metrics["fn"],
         "ood_rows": ood_rows,
         "torch": meta.get("versions", {}).get("torch", "n/a"),
+        "input_filter": meta.get("input_filter", "none"),
+        "patch_size": (meta.get("patches") or {}).get("size", "n/a"),
+        "max_patches": (meta.get("patches") or {}).get("max_patches", "n/a"),
+        "patch_rule": (meta.get("patches") or {}).get("aggregate", "n/a"),
+        "cross_source": cross_source or "(not measured)",
     }
     return template.read_text(encoding="utf-8").format(**values)
 
@@ -270,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "most this often (default 0.01)",
     )
     parser.add_argument(
+        "--cross-source",
+        type=Path,
+        help="a training.cross_source table (cross_source.md) to include in the card",
+    )
+    parser.add_argument(
         "--patches",
         type=int,
         metavar="SIZE",
@@ -296,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         max_selective_risk=args.max_selective_risk,
         patches=PatchSpec(args.patches, args.max_patches) if args.patches else None,
+        cross_source=args.cross_source,
     )
     return 0
 
