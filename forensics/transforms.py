@@ -45,6 +45,10 @@ class DataConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    # Never resized: the centre `input_size` square at native resolution (zero-padded where the
+    # image is smaller). For sets of mixed sizes judged as native patches, e.g. a model trained
+    # on several sources at once; `resize` is then unused.
+    native: bool = False
 
     def __post_init__(self) -> None:
         # Bounded above too: a checkpoint from a stranger could otherwise ask for every image
@@ -64,6 +68,8 @@ class DataConfig:
             raise ValueError(
                 f"unknown interpolation {self.interpolation!r}; valid: {sorted(INTERPOLATIONS)}"
             )
+        if not isinstance(self.native, bool):
+            raise ValueError(f"native must be true or false, got {self.native!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -167,6 +173,8 @@ class TrimLongSide:
 
 
 def _geometry(config: DataConfig) -> list[Callable]:
+    if config.native:
+        return [v2.CenterCrop(config.input_size)]
     interpolation = INTERPOLATIONS[config.interpolation]
     return [
         TrimLongSide(resize=config.resize, input_size=config.input_size),
@@ -284,10 +292,12 @@ def build_train_transform(
             )
         )
     else:
-        steps += [
-            v2.Resize(config.resize, interpolation=interpolation, antialias=True),
-            v2.RandomCrop(side, padding=augment.crop_padding, padding_mode="reflect"),
-        ]
+        if not config.native:
+            steps.append(v2.Resize(config.resize, interpolation=interpolation, antialias=True))
+        crop = v2.RandomCrop(
+            side, padding=augment.crop_padding, padding_mode="reflect", pad_if_needed=config.native
+        )
+        steps.append(crop)
     steps.append(v2.RandomHorizontalFlip())
     if augment.preset in ("flip_rotate_jitter", "robust"):
         steps += [

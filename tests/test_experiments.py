@@ -89,7 +89,7 @@ def test_ideas_suite_adds_one_idea_per_run(tiny_dataset: Path, tmp_path) -> None
     ]  # fmt: skip
     configs = {run: load_config(out / run / "config.yaml") for run in table["run"]}
     assert configs["downscaled"]["input"] | {"interpolation": None} == {
-        "input_size": 16, "resize": 16, "interpolation": None
+        "input_size": 16, "resize": 16, "interpolation": None, "native": False
     }  # fmt: skip
     assert configs["native_crops"]["input"]["resize"] == 32
     assert configs["native_crops"]["augment"]["crop_size"] is None
@@ -133,9 +133,20 @@ def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) 
     photos = str(Path(experiments.CONFIG_DIR) / "photos_resnet18.yaml")
     sizes = ["--input.input_size", "32", "--input.resize", "32", "--augment.crop_size", "16",
              "--data.cache_decoded", "false", "--augment.resample_probability", "0"]  # fmt: skip
+    other = write_dataset(tmp_path / "other", per_class=10, size=48)
     argv = ["sources", "--data", str(tiny_dataset), "--out", str(out), "--config", photos,
-            *TINY, *sizes]  # fmt: skip
+            *TINY, *sizes, "--other", f"other={other}", "--mixed-crop", "16"]  # fmt: skip
     assert experiments.main(argv) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["run"])[5:] == ["all_sets", "without_data", "without_other"]
+    # Mixed runs: NPR on native 16 px crops of combinations made without any test image, with
+    # as many training images per epoch as the main set has.
+    mixed = load_config(out / "without_data" / "config.yaml")
+    assert mixed["data"]["root"] == str(out / "_data" / "without_data")
+    assert (mixed["input"]["native"], mixed["input"]["input_size"]) == (True, 16)
+    primary = pd.read_csv(out / "npr" / "splits.csv.gz")
+    assert mixed["data"]["max_train_images"] == int((primary["split"] == "train").sum())
+    assert mixed["model"]["input_filter"] == "npr"
     configs = {run: load_config(out / run / "config.yaml") for run in experiments._sources_runs(
         load_config(out / "npr" / "config.yaml"))}  # fmt: skip
     assert list(configs) == ["downscaled", "native_crops", "native_crops_blur_jpeg", "npr",
@@ -151,13 +162,16 @@ def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) 
     # Native-crop runs judge by native patches of their crop; the downscaled one resizes.
     assert cross_source.run_detector(out / "npr", engine="eager").patch_spec.size == 16
     assert cross_source.run_detector(out / "downscaled", engine="eager").patch_spec is None
-    other = write_dataset(tmp_path / "other", per_class=10, size=48)
-    sets = ["--set", f"own={tiny_dataset}", "--set", f"other={other}"]
-    assert cross_source.main([str(out), *sets, "--runs", "npr", "downscaled"]) == 0
+    assert cross_source.run_detector(out / "all_sets", engine="eager").patch_spec.size == 16
+    sets = ["--set", f"data={tiny_dataset}", "--set", f"other={other}"]
+    runs = ["npr", "downscaled", "without_other"]
+    assert cross_source.main([str(out), *sets, "--runs", *runs]) == 0
     table = pd.read_csv(out / "cross_source.csv")
-    assert list(table["run"]) == ["downscaled", "npr"]
-    assert list(table.columns) == ["run", "val_accuracy", "val_auc", "own (own) AUC",
-                                   "own (own) acc", "other AUC", "other acc"]  # fmt: skip
-    assert table.iloc[:, 1:].stack().between(0, 1).all()
+    assert list(table["run"]) == ["downscaled", "npr", "without_other"]
+    assert list(table.columns) == ["run", "trained on", "val_accuracy", "val_auc", "data AUC",
+                                   "data acc", "other AUC", "other acc"]  # fmt: skip
+    assert list(table["trained on"]) == ["data", "data", "data"]
+    assert table.iloc[:, 2:].notna().all().all()
+    assert ((table.iloc[:, 2:] >= 0) & (table.iloc[:, 2:] <= 1)).all().all()
     assert "python -m training.cross_source" in (out / "cross_source.md").read_text()
     assert cross_source.main([str(tmp_path), "--set", "x=/nonexistent"]) == 2

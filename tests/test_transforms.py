@@ -373,3 +373,22 @@ def test_random_resample_keeps_the_size_and_changes_the_pixels() -> None:
         DataConfig(input_size=32, resize=32), AugmentConfig(resample_probability=0.5)
     )
     assert "RandomResample" in repr(steps)
+
+
+def test_a_native_config_never_resizes_and_pads_a_smaller_image() -> None:
+    config = DataConfig(input_size=32, resize=32, native=True)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 512, 3), np.uint8))
+    view = to_display(photo, config)
+    # The centre 32x32 of the photograph, pixel for pixel: never resampled.
+    assert np.array_equal(view, np.asarray(photo)[134:166, 240:272])
+    small = to_display(Image.new("RGB", (20, 20), (255, 0, 0)), config)
+    assert small.shape == (32, 32, 3) and small[16, 16, 0] == 255 and small[0, 0, 0] == 0
+    train = build_train_transform(config, AugmentConfig(crop_size=16, crop_padding=0))
+    assert train(photo).shape == (3, 16, 16) and train(Image.new("RGB", (8, 8))).shape == (
+        3,
+        16,
+        16,
+    )
+    assert DataConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="native must be true or false"):
+        DataConfig(input_size=32, resize=32, native="yes")

@@ -33,6 +33,7 @@ from forensics.detector import Detector
 from forensics.evaluation import score_rows
 from forensics.patches import PatchSpec
 from forensics.scan import load_or_build_manifest
+from training.combine_sources import parse_sources, sources_of
 from training.experiments import markdown_table
 
 SPLIT_SEED = 0
@@ -44,9 +45,9 @@ def run_detector(run_dir: Path, *, engine: str = "fast") -> Detector:
     trained on native crops smaller than its evaluation view)."""
     model, meta = load_checkpoint(run_dir / "best")
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    crop = config["augment"].get("crop_size")
-    if crop and int(crop) < int(config["input"]["input_size"]):
-        meta["patches"] = PatchSpec(size=int(crop)).to_dict()
+    crop = int(config["augment"].get("crop_size") or config["input"]["input_size"])
+    if config["input"].get("native") or crop < int(config["input"]["input_size"]):
+        meta["patches"] = PatchSpec(size=crop).to_dict()
     return Detector(model, meta, checkpoint_dir=run_dir, engine=engine)
 
 
@@ -84,23 +85,24 @@ def best_val(run_dir: Path) -> dict[str, float]:
 def cross_source_table(
     runs: list[Path], sets: dict[str, Path], *, max_images: int, progress: bool = True
 ) -> pd.DataFrame:
-    """One row per run: validation figures, then AUC and accuracy per set ("own" marks the
-    set the run trained on)."""
+    """One row per run: the sets it was trained on, its validation figures, then AUC and
+    accuracy per set (a single-set run's own set on the run's own test split; every other set,
+    and every set of a combination, on its seeded test split, which the run never saw)."""
     resolved = {name: path.resolve() for name, path in sets.items()}
     rows = []
     for run_dir in runs:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         own_root = Path(config["data"]["root"]).resolve()
         detector = run_detector(run_dir)
-        row: dict = {"run": run_dir.name, **best_val(run_dir)}
+        seen = sources_of(own_root) or [n for n, root in resolved.items() if root == own_root]
+        row: dict = {"run": run_dir.name, "trained on": ", ".join(seen), **best_val(run_dir)}
         for name, root in resolved.items():
             own = root == own_root
             splits = run_dir / "splits.csv.gz" if own else None
             rows_of_set = test_rows(root, splits=splits, max_images=max_images)
             figures = score_set(detector, root, rows_of_set)
-            label = f"{name} (own)" if own else name
-            row[f"{label} AUC"] = figures["auc"]
-            row[f"{label} acc"] = figures["accuracy"]
+            row[f"{name} AUC"] = figures["auc"]
+            row[f"{name} acc"] = figures["accuracy"]
             if progress:
                 print(
                     f"{run_dir.name} on {name}: AUC {figures['auc']:.3f}, accuracy "
@@ -115,7 +117,7 @@ def write_table(table: pd.DataFrame, out: Path, *, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "cross_source.csv", index=False)
     shown = table.copy()
-    for column in shown.columns[1:]:
+    for column in shown.columns[2:]:
         shown[column] = shown[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
     text = (
         "# Across sources: test ROC-AUC and accuracy on each set\n\n"
@@ -126,18 +128,6 @@ def write_table(table: pd.DataFrame, out: Path, *, command: str) -> Path:
     path = out / "cross_source.md"
     write_text_atomic(path, text)
     return path
-
-
-def parse_sets(values: list[str]) -> dict[str, Path]:
-    sets = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--set takes NAME=PATH, got {value!r}")
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path} does not exist")
-        sets[name] = Path(path)
-    return sets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: the suite folder")
     args = parser.parse_args(argv)
     try:
-        sets = parse_sets(args.set)
+        sets = parse_sources(args.set)
         runs = sorted(p.parent.parent for p in args.suite.glob("*/best/model.json"))
         if args.runs:
             runs = [r for r in runs if r.name in args.runs]

@@ -20,8 +20,12 @@ Suites (the published comparisons this project comes from):
               ladder, on sdcoco with --config training/configs/photos_resnet18.yaml): the whole
               image downscaled to the crop; native-resolution crops; those with blur and JPEG
               augmentation (Wang et al. 2020); the NPR residual in front (Tan et al. 2024); a
-              fixed high-pass residual. `python -m training.cross_source` then scores every
-              run on the other shared sets
+              fixed high-pass residual. With `--other NAME=PATH` (repeat), also NPR on all the
+              sets together and leaving each set out in turn (trained on native crops of the
+              smallest set's side, --mixed-crop, with as many training images per epoch as the
+              main set: the same budget), from combinations made without any set's test images
+              (training.combine_sources). `python -m training.cross_source` then scores every
+              run on every set's test split
 
 Each run is a normal training run folder under OUT/<run> (so `--resume` semantics apply: a
 finished run is skipped, an interrupted one continues). The suite writes OUT/comparison.csv,
@@ -41,7 +45,10 @@ import pandas as pd
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from forensics.data import assign_splits
 from forensics.models import WeightsUnavailableError, build_model, count_parameters
+from forensics.scan import load_or_build_manifest
+from training.combine_sources import combine, parse_sources
 from training.config import CONFIG_DIR, apply_overrides, load_config
 from training.strategies import apply_strategy
 from training.train import resolve_run_config, run
@@ -53,7 +60,14 @@ COMPARISON_COLUMNS = ["run", *METRIC_COLUMNS, "parameters", "trainable", "train_
 
 
 def suite_runs(
-    suite: str, *, weights: str | None, epoch_list: list[int], base: dict | None = None
+    suite: str,
+    *,
+    weights: str | None,
+    epoch_list: list[int],
+    base: dict | None = None,
+    mixed: dict[str, Path] | None = None,
+    mixed_crop: int = 32,
+    train_images: int | None = None,
 ) -> dict[str, list[str]]:
     """Run name -> the overrides that make it, for `suite` (`ideas` reads sizes and epochs from
     the resolved base config)."""
@@ -84,7 +98,10 @@ def suite_runs(
     if suite == "ideas":
         return _ideas_runs(base or {})
     if suite == "sources":
-        return _sources_runs(base or {})
+        runs = _sources_runs(base or {})
+        for name, root in (mixed or {}).items():
+            runs[name] = _mixed_run(root, crop=mixed_crop, train_images=train_images)
+        return runs
     raise ValueError(f"unknown suite {suite!r}; valid: {list(SUITES)}")
 
 
@@ -130,6 +147,39 @@ def _sources_runs(base: dict) -> dict[str, list[str]]:
     }
 
 
+def _mixed_run(root: Path, *, crop: int, train_images: int | None) -> list[str]:
+    """NPR on native crops of a combination of sets (never resized: their sizes differ)."""
+    budget = ["--data.max_train_images", str(train_images)] if train_images else []
+    return ["--data.root", str(root), "--model.input_filter", "npr", "--input.native", "true",
+            "--input.input_size", str(crop), "--input.resize", str(crop),
+            "--augment.crop_size", str(crop), "--augment.crop_padding", "0", *budget]  # fmt: skip
+
+
+def prepare_mixed_sets(
+    data: Path, others: dict[str, Path], out: Path, *, primary: str | None = None
+) -> dict[str, Path]:
+    """Run name -> combined set (made once under OUT/_data, reused after): all the sets
+    together, and every set left out in turn."""
+    sets = {primary or data.name: data, **others}
+    combos = {"all_sets": dict(sets)}
+    for left_out in sets:
+        combos[f"without_{left_out}"] = {k: v for k, v in sets.items() if k != left_out}
+    roots = {}
+    for run_name, members in combos.items():
+        root = out / "_data" / run_name
+        if not (root / "SOURCES.json").is_file():
+            (out / "_data").mkdir(parents=True, exist_ok=True)
+            combine(members, root, per_source=None)
+        roots[run_name] = root
+    return roots
+
+
+def train_count(data: Path, fractions: list[float], seed: int) -> int:
+    """How many training images `data` has under the seeded split (a mixed run's budget)."""
+    manifest = load_or_build_manifest(data, progress=False).manifest
+    return int((assign_splits(manifest, fractions=fractions, seed=seed)["split"] == "train").sum())
+
+
 SUITES = ("strategies", "epochs", "baselines", "heads", "ideas", "sources")
 
 
@@ -158,14 +208,25 @@ def run_suite(
     weights: str = "auto",
     epoch_list: list[int] | None = None,
     only: list[str] | None = None,
+    others: dict[str, Path] | None = None,
+    mixed_crop: int = 32,
 ) -> pd.DataFrame:
     """Train (or resume, or skip when finished) every run of `suite`, or the runs named in
-    `only`; returns the comparison of those runs."""
+    `only`; returns the comparison of those runs. `others`: the sources suite's other sets."""
+    if others and suite != "sources":
+        raise ValueError("--other is for the sources suite")
+    resolved = apply_overrides(load_config(base), overrides or [])
+    mixed = prepare_mixed_sets(data, others, out) if others else None
     runs = suite_runs(
         suite,
         weights=resolve_weights(weights) if suite in ("strategies", "epochs") else None,
         epoch_list=epoch_list or [5, 10, 15],
-        base=apply_overrides(load_config(base), overrides or []),
+        base=resolved,
+        mixed=mixed,
+        mixed_crop=mixed_crop,
+        train_images=train_count(data, resolved["data"]["fractions"], resolved["seed"])
+        if mixed
+        else None,
     )
     if only:
         unknown = sorted(set(only) - set(runs))
@@ -177,7 +238,8 @@ def run_suite(
         if (folder / "eval" / "metrics.json").is_file():
             print(f"{name}: finished earlier, skipped")
             continue
-        # The suite's own keys come last, so they win over the shared overrides.
+        # The suite's own keys come last, so they win over the shared overrides (a mixed run's
+        # --data.root over the main set's).
         argv = [*(overrides or []), "--data.root", str(data), "--out", str(folder), *run_overrides]
         resume = (folder / "state.pt").is_file()
         print(f"=== {suite}: {name}{' (resuming)' if resume else ''}", flush=True)
@@ -269,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs", nargs="+", metavar="RUN", help="only these runs of the suite (default: all)"
     )
+    parser.add_argument(
+        "--other",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="sources suite: another dataset for the all-sets and leave-one-out runs (repeat)",
+    )
+    parser.add_argument("--mixed-crop", type=int, default=32, help="sources suite: mixed crops")
     args, overrides = parser.parse_known_args(argv)
     out = args.out or Path("training/runs/experiments") / args.suite
     try:
@@ -282,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             weights=args.weights,
             epoch_list=args.epoch_list,
             only=args.runs,
+            others=parse_sources(args.other) if args.other else None,
+            mixed_crop=args.mixed_crop,
         )
     except (ValueError, FileNotFoundError, WeightsUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
