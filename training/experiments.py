@@ -48,7 +48,7 @@ from plotly.subplots import make_subplots
 from forensics.data import assign_splits
 from forensics.models import WeightsUnavailableError, build_model, count_parameters
 from forensics.scan import load_or_build_manifest
-from training.combine_sources import combine, parse_sources
+from training.combine_sources import combine, held_in_rows, parse_sources
 from training.config import CONFIG_DIR, apply_overrides, load_config
 from training.strategies import apply_strategy
 from training.train import resolve_run_config, run
@@ -159,8 +159,10 @@ def prepare_mixed_sets(
     data: Path, others: dict[str, Path], out: Path, *, primary: str | None = None
 ) -> dict[str, Path]:
     """Run name -> combined set (made once under OUT/_data, reused after): all the sets
-    together, and every set left out in turn."""
+    together, and every set left out in turn; each set gives at most as many images as the
+    main set has outside its test split (CIFAKE's 80,000 would drown the others)."""
     sets = {primary or data.name: data, **others}
+    cap = len(held_in_rows(data, per_source=None))
     combos = {"all_sets": dict(sets)}
     for left_out in sets:
         combos[f"without_{left_out}"] = {k: v for k, v in sets.items() if k != left_out}
@@ -169,7 +171,7 @@ def prepare_mixed_sets(
         root = out / "_data" / run_name
         if not (root / "SOURCES.json").is_file():
             (out / "_data").mkdir(parents=True, exist_ok=True)
-            combine(members, root, per_source=None)
+            combine(members, root, per_source=cap)
         roots[run_name] = root
     return roots
 
