@@ -19,6 +19,7 @@ __all__ = [
     "Detector",
     "Explanation",
     "ImageLoadError",
+    "PatchMap",
     "Verdict",
     "__version__",
     "load_detector",
@@ -27,9 +28,10 @@ __all__ = [
 _LAZY = {
     "CheckpointError": "forensics.checkpoint",
     "Detector": "forensics.detector",
-    "Explanation": "forensics.detector",
+    "Explanation": "forensics.verdicts",
     "ImageLoadError": "forensics.images",
-    "Verdict": "forensics.detector",
+    "Verdict": "forensics.verdicts",
+    "PatchMap": "forensics.verdicts",
     "load_detector": "forensics.router",
     "AutoDetector": "forensics.router",
 }

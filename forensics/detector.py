@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,92 +63,9 @@ from forensics.trust import (
     load_trust_profile,
 )
 from forensics.trust.calibration import sigmoid
+from forensics.verdicts import Explanation, PatchMap, Verdict
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a checkpoint makes of one image.
-
-    `decision` ("real", "fake" or "unsure") is what every user-facing surface shows, with its
-    `reasons` in plain words (empty for a confident answer). `label` is the thresholded call
-    ("fake" when `prob_fake >= threshold`), `prob_fake` the calibrated probability and
-    `prob_fake_raw` the model's own softmax. `perturbed` holds the calibrated scores under the
-    stability check's changes, when it ran; `checkpoint` names the folder used.
-    """
-
-    label: str
-    prob_fake: float
-    threshold: float
-    decision: str = ""  # defaults to `label` (a Verdict made without trust checks)
-    reasons: tuple[str, ...] = ()
-    prob_fake_raw: float | None = None
-    checkpoint: str = ""
-    checkpoint_id: str = ""
-    perturbed: Mapping[str, float] = field(default_factory=dict)
-    feature_distance: float | None = None
-    # Set by the automatic choice: "chosen" (the checkpoint's domain fits the image) or
-    # "nearest" (none fits; the score is the nearest checkpoint's, not a verdict).
-    routing: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.decision:
-            object.__setattr__(self, "decision", self.label)
-        if self.prob_fake_raw is None:
-            object.__setattr__(self, "prob_fake_raw", self.prob_fake)
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the class the verdict names, in [0.5, 1] at the default threshold."""
-        return self.prob_fake if self.label == "fake" else 1.0 - self.prob_fake
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "reasons": list(self.reasons),
-            "label": self.label,
-            "prob_fake": self.prob_fake,
-            "prob_fake_raw": self.prob_fake_raw,
-            "threshold": self.threshold,
-            "checkpoint": self.checkpoint,
-            "checkpoint_id": self.checkpoint_id,
-            "perturbed": dict(self.perturbed),
-            "feature_distance": self.feature_distance,
-            "routing": self.routing,
-        }
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """A heatmap (float32 HxW in [0,1]) over the view the model saw (uint8 HxWx3): the whole
-    image as the model's preprocessing shows it, or for a patch model one native-resolution
-    patch (`box`, in the image's pixels)."""
-
-    verdict: Verdict
-    method: str
-    target: str
-    heatmap: np.ndarray = field(repr=False)
-    view: np.ndarray = field(repr=False)
-    overlay: np.ndarray = field(repr=False)
-    box: Box | None = None
-
-
-@dataclass(frozen=True)
-class PatchMap:
-    """Per-patch scores over the whole image, at native resolution (no resampling), and the
-    image's verdict (for a patch model, the patches' scores combined by its rule)."""
-
-    boxes: tuple[Box, ...]  # (left, top, right, bottom) in the image
-    prob_fake: np.ndarray = field(repr=False)  # (N,) calibrated, one per box
-    grid: tuple[int, int]  # rows, columns of the boxes
-    overlay: np.ndarray = field(repr=False)  # uint8 HxWx3: the whole image, tinted per patch
-    verdict: Verdict
-
-    def most_telling(self) -> int:
-        """The patch that most supports the verdict's label: the one that looks most generated
-        for "fake", most photographic for "real" (where a CAM is most worth opening)."""
-        if self.verdict.label == "fake":
-            return int(np.argmax(self.prob_fake))
-        return int(np.argmin(self.prob_fake))
+__all__ = ["Detector", "Explanation", "PatchMap", "Verdict", "load_detector"]
 
 
 class Detector:
