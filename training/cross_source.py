@@ -6,13 +6,16 @@ own test split and on the test splits of other datasets it never saw.
         --set cifake=../shared/data/cifake/cifake-train.zip [--max-images 1000] [--out DIR]
 
 Each run is judged the way it would ship: a run trained on native-resolution crops smaller than
-its images judges any image by its native patches (the crop size, scores averaged as logits);
-one trained on whole images resized to its input resizes every image. A run's own set is found
-by its `data.root`; its test split is the run's own. Other sets get the seeded 80/10/10 split
-that training makes (seed 0) and are read at their test rows only, at most `--max-images` of them
-(a seeded sample). Raw scores, no trust checks: this measures models, not decisions. The run
-to ship is chosen on validation (the `val_auc` column, from the run's history), never on these
-test columns. Writes OUT/cross_source.md and .csv (default: the suite folder).
+its images (or on a combination of sets of mixed sizes, `input.native`) judges any image by its
+native patches (the crop size, scores averaged as logits); one trained on whole images resized to
+its input resizes every image. A single-set run's own set is found by its `data.root` and judged
+on the run's own test split; every other set on the seeded 80/10/10 split training makes (seed
+0), at its test rows only, at most `--max-images` of them (a seeded sample). A run trained on a
+combination (`training.combine_sources`, which leaves out every set's test rows) names its sets in
+the "trained on" column; a set missing there is one it never saw. Raw scores, no trust checks:
+this measures models, not decisions. The run to ship is chosen on validation (the `val_*`
+columns, from the run's history), never on the test columns. Writes OUT/cross_source.md and .csv
+(default: the suite folder).
 """
 
 from __future__ import annotations
