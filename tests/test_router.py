@@ -83,3 +83,24 @@ def test_load_detector_auto_uses_the_shipped_checkpoints_with_profiles(
     with pytest.raises(ValueError, match="trust profiles"):
         router.load_detector("auto")  # the tiny checkpoint has none
     assert router.load_detector(tiny_checkpoint).name == tiny_checkpoint.name
+
+
+def test_photograph_sized_images_go_to_the_patch_model_with_its_patch_map() -> None:
+    photos = _detector("photos", 64)
+    photos.metadata["patches"] = {"size": 32, "max_patches": 16}
+    photos = Detector(photos.model, photos.metadata, checkpoint_dir=Path("photos"),
+                      engine="eager", trust=photos.trust)  # fmt: skip
+    domain = InputDomain((1.0, 1.0), (1.0, 1.0), None, 0.0, 64, patch=32)
+    photos.trust = TrustProfile(**{**photos.trust.__dict__, "input_domain": domain})
+    auto = AutoDetector([_detector("small", 32), photos])
+    photo = image_bytes(make_image(5, size=64).resize((900, 600)), "PNG")
+    verdict = auto.predict(photo)
+    # Never resampled, a 900x600 photograph is at the patch model's scale; the 32 px model
+    # would squeeze it 19 times.
+    assert (verdict.checkpoint, verdict.routing) == ("photos", "chosen")
+    patch_map = auto.patch_map(photo)
+    assert patch_map.verdict.checkpoint == "photos" and len(patch_map.boxes) == 16
+    assert patch_map.verdict.prob_fake == pytest.approx(verdict.prob_fake)
+    assert auto.predict(_png(32)).checkpoint == "small"
+    explanation = auto.explain(photo)
+    assert explanation.box in patch_map.boxes and explanation.view.shape == (32, 32, 3)
