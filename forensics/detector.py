@@ -10,8 +10,10 @@ TorchScript-frozen copy); heatmaps need gradients and hooks, so they run on the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,7 @@ from forensics.trust.calibration import sigmoid
 from forensics.verdicts import Explanation, PatchMap, Verdict
 
 __all__ = ["Detector", "Explanation", "PatchMap", "Verdict", "load_detector"]
+RECENT_MAPS = 4
 
 
 class Detector:
@@ -108,6 +111,10 @@ class Detector:
         views = 1 + len(STABILITY_PERTURBATIONS)
         self.engine = build_engine(engine, scorer, (views, 3, size, size))
         self._lock = threading.Lock()
+        # The last few patch maps, by file content: the Classify page asks a photograph's
+        # verdict, map and two CAMs in turn, and each would score its patches again.
+        self._recent_maps: OrderedDict[tuple, PatchMap] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -278,7 +285,24 @@ class Detector:
         model sees generated texture) and the image's verdict. Patches are the checkpoint's
         (`patches` in model.json; its input size where it has none) on the bounded grid of
         `forensics.patches.patch_grid`; one pass serves both for a patch model."""
-        return self.map_patches(*read_image(image), stability=stability)
+        return self._map_of(image, *read_image(image), stability=stability)
+
+    def _map_of(self, source: ImageSource, rgb, info, *, stability: bool) -> PatchMap:
+        """`map_patches`, remembered for the last RECENT_MAPS files given as bytes."""
+        if not isinstance(source, bytes):
+            return self.map_patches(rgb, info, stability=stability)
+        digest = hashlib.blake2b(source, digest_size=16).hexdigest()
+        key = (digest, stability, id(self.trust), self.trust_id, self.threshold, self.patches)
+        with self._recent_lock:
+            if key in self._recent_maps:
+                self._recent_maps.move_to_end(key)
+                return self._recent_maps[key]
+        result = self.map_patches(rgb, info, stability=stability)
+        with self._recent_lock:
+            self._recent_maps[key] = result
+            while len(self._recent_maps) > RECENT_MAPS:
+                self._recent_maps.popitem(last=False)
+        return result
 
     def map_patches(
         self, rgb: Image.Image, info: ImageInfo | None, *, stability: bool = True
@@ -348,7 +372,7 @@ class Detector:
             views = [to_display(rgb, self.data_config) for rgb in rgbs]
             tensors = [torch.stack([self.transform(rgb) for rgb in rgbs])]
         else:
-            verdicts, boxes, views, tensors = self._patch_views_to_explain(loaded, boxes)
+            verdicts, boxes, views, tensors = self._patch_views_to_explain(images, loaded, boxes)
         explained = [v.label if target == "predicted" else target for v in verdicts]
         heatmaps = []
         with self._lock:
@@ -379,13 +403,13 @@ class Detector:
             )
         ]
 
-    def _patch_views_to_explain(self, loaded, boxes):
+    def _patch_views_to_explain(self, images, loaded, boxes):
         """Verdicts, the patch each CAM covers, its pixels as shown and as the model takes
         them (one tensor per image): the patch asked for, else the most telling one."""
         verdicts, chosen, views, tensors = [], [], [], []
-        for (rgb, info), box in zip(loaded, boxes, strict=True):
+        for source, (rgb, info), box in zip(images, loaded, boxes, strict=True):
             if self.patch_spec is not None:
-                patch_map = self.map_patches(rgb, info, stability=True)
+                patch_map = self._map_of(source, rgb, info, stability=True)
                 verdict = patch_map.verdict
                 if box is None:
                     box = patch_map.boxes[patch_map.most_telling()]

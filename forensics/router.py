@@ -117,9 +117,10 @@ class AutoDetector:
 
     def patch_map(self, image: ImageSource, *, stability: bool = True) -> PatchMap:
         """The patch map of the checkpoint chosen for the image, with its routed verdict."""
-        rgb, info = read_image(image)
-        detector, fits = self.choose(rgb, info)
-        patch_map = detector.map_patches(rgb, info, stability=stability)
+        detector, fits = self.choose(*read_image(image))
+        # Decoded again by the chosen detector (as explain_batch does): its cache of recent
+        # maps is keyed by the file's bytes, and serves the CAMs that follow.
+        patch_map = detector.patch_map(image, stability=stability)
         return replace(patch_map, verdict=routed(patch_map.verdict, fits=fits))
 
 

@@ -210,3 +210,15 @@ def test_a_patch_model_explains_one_native_patch(trained_detector) -> None:
     patch_map = trained_detector.patch_map(halves)
     assert default.box == patch_map.boxes[patch_map.most_telling()]
     assert default.verdict.prob_fake == pytest.approx(patch_map.verdict.prob_fake)
+
+
+def test_the_last_patch_maps_are_remembered_by_file_content(trained_detector) -> None:
+    from tests.conftest import image_bytes, make_image
+
+    first_file, second_file = (image_bytes(make_image(s, size=64), "PNG") for s in (1, 2))
+    first = trained_detector.patch_map(first_file)
+    assert trained_detector.patch_map(bytes(first_file)) is first  # the same content
+    assert trained_detector.patch_map(first_file, stability=False) is not first
+    assert trained_detector.patch_map(second_file) is not first
+    # The CAM of the most telling patch reuses it: the same verdict object.
+    assert trained_detector.explain(first_file).verdict is first.verdict
