@@ -5,10 +5,10 @@ to, and what the decisions are worth there.
 
 The images are the shared sets' held-out ones, mixed as an analyst's folder would be: CIFAKE's
 test split (the default model's `splits.csv.gz`), the faces' test split (the faces model's), and
-sdcoco (no shipped model was trained on it). At most `--per-source` of each (seeded sample; 0 for
-all). Each image is judged by `load_detector("auto")` with every check. Prints a Markdown table
-and writes OUT/routing.json. The target (honest-verdicts issue): CIFAKE and faces images go to
-their own model at least 95% of the time.
+sdcoco's (the photos model's, or all of sdcoco where that model is not shipped). At most
+`--per-source` of each (seeded sample; 0 for all). Each image is judged by `load_detector("auto")`
+with every check. Prints a Markdown table and writes OUT/routing.json. The target: each source's
+images go to its own model at least 95% of the time.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ TARGET_SHARE = 0.95
 SOURCES = {
     "cifake": ("default", "default"),
     "faces": ("faces", "faces"),
-    "sdcoco": (None, None),
+    "sdcoco": ("photos", "photos"),
 }
 
 
 def held_out(data: Path, source: str, split_from: str | None, limit: int) -> pd.DataFrame:
     manifest = load_or_build_manifest(data / source, progress=False).manifest
+    if split_from is not None and not (SHIPPED_CHECKPOINTS / split_from).is_dir():
+        split_from = None  # that model is not shipped here: every image is held out from all
     if split_from is not None:
         manifest = load_splits(manifest, SHIPPED_CHECKPOINTS / split_from / "splits.csv.gz")
         manifest = manifest[manifest["split"] == "test"]
@@ -54,6 +56,8 @@ def run(data: Path, per_source: int, *, batch_size: int = 64) -> list[dict]:
         if not (data / source).exists():
             continue
         manifest = held_out(data, source, split_from, per_source)
+        if not (SHIPPED_CHECKPOINTS / str(expected)).is_dir():
+            expected = None
         store = ImageStore(data / source)
         verdicts = []
         for start in tqdm(range(0, len(manifest), batch_size), desc=source, unit="batch"):
@@ -91,8 +95,9 @@ def render(rows: list[dict]) -> str:
         )
     judged = [r for r in rows if r["expected"] != "none"]
     met = all(r["right_model"] >= TARGET_SHARE for r in judged)
-    lines += ["", f"Target: the right model for >= {TARGET_SHARE:.0%} of CIFAKE and faces "
-              f"images: {'met' if met else 'MISSED'}."]  # fmt: skip
+    names = ", ".join(r["source"] for r in judged)
+    lines += ["", f"Target: the right model for >= {TARGET_SHARE:.0%} of the images of "
+              f"{names}: {'met' if met else 'MISSED'}."]  # fmt: skip
     return "\n".join(lines)
 
 
