@@ -28,13 +28,8 @@ from tqdm.auto import tqdm
 from forensics.atomic import write_text_atomic
 from forensics.data import ImageStore, load_splits
 from forensics.detector import load_detector
+from forensics.perturb import resample_roundtrip
 from forensics.scan import load_or_build_manifest
-
-
-def _resampled(image: Image.Image) -> Image.Image:
-    lanczos = Image.Resampling.LANCZOS
-    small = (round(image.width * 0.875), round(image.height * 0.875))
-    return image.resize(small, lanczos).resize(image.size, lanczos)
 
 
 def _jpeg(image: Image.Image) -> Image.Image:
@@ -46,7 +41,7 @@ def _jpeg(image: Image.Image) -> Image.Image:
 
 CHANGES: dict[str, Callable[[Image.Image], Image.Image]] = {
     "as the files are": lambda image: image,
-    "every image resampled (x0.875 and back, Lanczos)": _resampled,
+    "every image resampled (x0.875 and back, Lanczos)": resample_roundtrip,
     "every image re-saved as JPEG q75": _jpeg,
 }
 

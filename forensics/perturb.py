@@ -35,6 +35,17 @@ def rescale(image: Image.Image, factor: float = 0.9) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
+def resample_roundtrip(image: Image.Image, factor: float = 0.875) -> Image.Image:
+    """The image resized by `factor` and back to its size (Lanczos, as dataset scripts do):
+    applied to every image of a set, it takes away a difference in how its classes were
+    resampled when the set was made (a shortcut check, `benchmarks.shortcut`)."""
+    if factor <= 0:
+        raise ValueError(f"resample factor must be positive, got {factor}")
+    lanczos = Image.Resampling.LANCZOS
+    small = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return image.resize(small, lanczos).resize(image.size, lanczos)
+
+
 def shift(image: Image.Image, pixels: int = 3) -> Image.Image:
     """The content moved `pixels` right and down (clamped to a third of the image), the
     uncovered edge filled by repeating the border; the size is unchanged."""

@@ -257,3 +257,15 @@ def test_an_old_checkpoint_loads_and_says_its_domain_is_unknown(tiny_checkpoint)
     record = verdict.to_dict()
     assert {"decision", "reasons", "prob_fake", "prob_fake_raw", "label", "threshold",
             "checkpoint", "checkpoint_id"} <= set(record)  # fmt: skip
+
+
+def test_a_resample_round_trip_keeps_the_size_and_smooths_the_finest_detail() -> None:
+    from forensics.perturb import resample_roundtrip
+
+    image = make_image(3, size=64, fake=True)  # a one-pixel checkerboard
+    out = resample_roundtrip(image)
+    assert out.size == image.size and out.mode == "RGB"
+    detail = lambda im: np.abs(np.diff(np.asarray(im, dtype=float), axis=1)).mean()  # noqa: E731
+    assert detail(out) < 0.8 * detail(image)
+    with pytest.raises(ValueError, match="positive"):
+        resample_roundtrip(image, 0)

@@ -13,8 +13,10 @@ on the run's own test split; every other set on the seeded 80/10/10 split traini
 0), at its test rows only, at most `--max-images` of them (a seeded sample). A run trained on a
 combination (`training.combine_sources`, which leaves out every set's test rows) names its sets in
 the "trained on" column; a set missing there is one it never saw. Raw scores, no trust checks:
-this measures models, not decisions. The run to ship is chosen on validation (the `val_*`
-columns, from the run's history), never on the test columns. Writes OUT/cross_source.md and .csv
+this measures models, not decisions. `val_auc resampled` is a single-set run's validation
+ROC-AUC with every image resampled alike (x0.875 and back): a shortcut in how the set's classes
+were resampled is gone there (sdcoco has one). The run to ship is chosen on validation (the
+`val_*` columns), never on the test columns. Writes OUT/cross_source.md and .csv
 (default: the suite folder).
 """
 
@@ -31,10 +33,11 @@ from sklearn.metrics import roc_auc_score
 
 from forensics.atomic import write_text_atomic
 from forensics.checkpoint import CheckpointError, load_checkpoint
-from forensics.data import assign_splits, load_splits
+from forensics.data import ImageStore, assign_splits, load_splits
 from forensics.detector import Detector
 from forensics.evaluation import score_rows
 from forensics.patches import PatchSpec
+from forensics.perturb import resample_roundtrip
 from forensics.scan import load_or_build_manifest
 from training.combine_sources import parse_sources, sources_of
 from training.experiments import markdown_table
@@ -78,6 +81,18 @@ def score_set(detector: Detector, root: Path, rows: pd.DataFrame) -> dict[str, f
     }
 
 
+def resampled_val_auc(detector: Detector, root: Path, run_dir: Path) -> float:
+    """ROC-AUC on the run's own validation split with every image resampled alike (x0.875 and
+    back): what is left once a difference in how the classes were resampled is gone."""
+    manifest = load_splits(load_or_build_manifest(root, progress=False).manifest,
+                           run_dir / "splits.csv.gz")  # fmt: skip
+    val = manifest[manifest["split"] == "val"]
+    store = ImageStore(root)
+    images = [resample_roundtrip(store.load_image(path)) for path in val["path"]]
+    verdicts = detector.predict_batch(images, stability=False)
+    return float(roc_auc_score(val["label"], [v.prob_fake_raw for v in verdicts]))
+
+
 def best_val(run_dir: Path) -> dict[str, float]:
     history = pd.read_csv(run_dir / "history.csv")
     best = history[history["best"].astype(bool)].iloc[-1]
@@ -99,6 +114,10 @@ def cross_source_table(
         detector = run_detector(run_dir)
         seen = sources_of(own_root) or [n for n, root in resolved.items() if root == own_root]
         row: dict = {"run": run_dir.name, "trained on": ", ".join(seen), **best_val(run_dir)}
+        single = own_root in resolved.values()
+        row["val_auc resampled"] = (
+            resampled_val_auc(detector, own_root, run_dir) if single else float("nan")
+        )
         for name, root in resolved.items():
             own = root == own_root
             splits = run_dir / "splits.csv.gz" if own else None
