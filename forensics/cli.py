@@ -1,15 +1,23 @@
 """Command line: `python -m forensics predict IMG...` and `python -m forensics evaluate --data DIR`.
 
+`predict` also takes folders: their image files, recursively (see expand_image_paths).
+
 Exit codes: 0 success; 1 some images could not be read (the others are still reported);
-2 bad arguments, a bad dataset or a bad checkpoint, with a one-line message on stderr.
+2 bad arguments (a path that does not exist), a bad dataset or a bad checkpoint, with a one-line
+message on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
+
+PROGRESS_BAR_ABOVE = 5  # predict shows a progress bar on stderr for more images than this
 
 
 class UsageError(Exception):
@@ -17,14 +25,26 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from forensics.data import IMAGE_EXTENSIONS
+
     parser = argparse.ArgumentParser(
         prog="python -m forensics",
         description="Real-vs-AI-generated image forensics with explainable verdicts.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="give a verdict for each image")
-    predict.add_argument("images", nargs="+", type=Path, help="image files")
+    predict = commands.add_parser(
+        "predict",
+        help="give a verdict for each image",
+        description="Give a verdict for each image. A folder stands for every image file in it "
+        f"and its subfolders ({', '.join(sorted(IMAGE_EXTENSIONS))}; hidden folders skipped), "
+        "in sorted order; symbolic links that lead out of the folder are skipped. A progress "
+        f"bar goes to stderr for more than {PROGRESS_BAR_ABOVE} images.",
+        epilog="Exit codes: 0 every image judged; 1 some files could not be read (the others "
+        "are still reported); 2 a path that does not exist (nothing is judged), bad arguments "
+        "or a bad checkpoint.",
+    )
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument(
         "--checkpoint",
         type=Path,
@@ -107,25 +127,72 @@ def _load(checkpoint: Path | None, engine: str | None = None):
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from forensics.images import ImageLoadError
 
+    paths = expand_image_paths(args.images)
     detector = _load(args.checkpoint, args.engine)
     failures = 0
-    for path in args.images:
+    bar = tqdm(paths, unit="image", file=sys.stderr, disable=len(paths) <= PROGRESS_BAR_ABOVE)
+    for path in bar:
         try:
             verdict = detector.predict(path)
         except ImageLoadError as exc:
             failures += 1
             if args.json:
-                print(json.dumps({"path": str(path), "error": str(exc)}))
+                _emit(json.dumps({"path": str(path), "error": str(exc)}))
             else:
-                print(f"{path}: error: {exc}", file=sys.stderr)
+                _emit(f"{path}: error: {exc}", sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"path": str(path), **verdict.to_dict()}))
+            _emit(json.dumps({"path": str(path), **verdict.to_dict()}))
         else:
-            print(describe_verdict(path, verdict))
+            _emit(describe_verdict(path, verdict))
     return 1 if failures else 0
+
+
+def _emit(line: str, stream: TextIO | None = None) -> None:
+    """Print one line without breaking a progress bar on stderr (tqdm lifts it, then redraws)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=stream or sys.stdout)
+
+
+def expand_image_paths(paths: list[Path]) -> list[Path]:
+    """Files as given and, in their place, each folder's image files; UsageError names any path
+    that does not exist, before anything is judged."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    expanded: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            expanded.append(path)
+            continue
+        found = sorted(images_in_folder(path))
+        if not found:
+            print(f"{path}: no image files in this folder", file=sys.stderr)
+        expanded += found
+    return expanded
+
+
+def images_in_folder(folder: Path) -> Iterator[Path]:
+    """Image files under `folder`, as dataset discovery finds them (by extension, hidden folders
+    skipped), never leaving it: folder links are not followed, file links only to inside it."""
+    from forensics.data import IMAGE_EXTENSIONS
+
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.suffix.lower() in IMAGE_EXTENSIONS and _stays_inside(path, root):
+                yield path
+
+
+def _stays_inside(path: Path, root: Path) -> bool:
+    return not path.is_symlink() or path.resolve().is_relative_to(root)
 
 
 def describe_verdict(path: Path, verdict) -> str:

@@ -124,14 +124,26 @@ def test_predict_unreadable_image_is_one_line_and_exit_1(images, tiny_checkpoint
 
 
 def test_predict_reports_good_images_beside_bad_ones(images, tiny_checkpoint, capsys) -> None:
-    missing = images["png"].parent / "missing.png"
-    argv = ["predict", str(images["png"]), str(images["text"]), str(missing), str(images["jpeg"])]
+    argv = ["predict", str(images["png"]), str(images["text"]), str(images["jpeg"])]
     code = main([*argv, "--checkpoint", str(tiny_checkpoint)])
     out, err = capsys.readouterr()
     assert code == 1
     assert len(out.strip().splitlines()) == 2
-    assert len(err.strip().splitlines()) == 2
-    assert "not found" in err
+    assert _one_line(err).startswith(f"{images['text']}: error: ")
+
+
+def test_predict_a_path_that_does_not_exist_exits_2_and_names_it(
+    images, tiny_checkpoint, capsys
+) -> None:
+    missing = images["png"].parent / "missing.png"
+    gone = images["png"].parent / "no_such_folder"
+    argv = ["predict", str(images["png"]), str(missing), str(images["jpeg"]), str(gone)]
+    code = main([*argv, "--checkpoint", str(tiny_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""  # nothing is judged
+    line = _one_line(err)
+    assert line == f"error: no such file or folder: {missing}, {gone}"
 
 
 def test_predict_json_with_a_bad_image(images, tiny_checkpoint, capsys) -> None:
@@ -162,6 +174,113 @@ def test_bad_checkpoint_exits_2_with_one_line(
     assert out == ""
     assert _one_line(err).startswith("error: ")
     assert "checkpoint" in err
+
+
+# --------------------------------------------------------------------------- predict FOLDER
+
+
+def _write_images(folder: Path, names: list[str]) -> list[Path]:
+    paths = []
+    for seed, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_image(seed, size=32, fake=seed % 2 == 1).save(path)
+        paths.append(path)
+    return paths
+
+
+def _judged_paths(out: str) -> list[str]:
+    return [json.loads(line)["path"] for line in out.strip().splitlines()]
+
+
+def test_predict_folder_judges_its_images_recursively_in_sorted_order(
+    tmp_path, tiny_checkpoint, capsys
+) -> None:
+    folder = tmp_path / "suspects"
+    names = ["z.webp", "sub/deeper/d.jpg", "a.png", "B.JPEG", "sub/c.png"]
+    _write_images(folder, names)
+    (folder / "notes.txt").write_text("not an image extension")
+    _write_images(folder, [".hidden/e.png"])  # hidden folders are skipped, as in discovery
+    code = main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    expected = ["B.JPEG", "a.png", "sub/c.png", "sub/deeper/d.jpg", "z.webp"]
+    assert _judged_paths(out) == [str(folder / name) for name in expected]
+    assert err == ""  # five images: no progress bar
+    detector = load_detector(tiny_checkpoint)
+    record = json.loads(out.splitlines()[2])
+    assert record["prob_fake"] == pytest.approx(
+        detector.predict(folder / "sub" / "c.png").prob_fake, abs=1e-6
+    )
+
+
+def test_predict_folder_beside_files_keeps_the_command_line_order(
+    images, tmp_path, tiny_checkpoint, capsys
+) -> None:
+    folder = tmp_path / "more"
+    inside = _write_images(folder, ["y.png", "x.png"])
+    argv = ["predict", str(images["jpeg"]), str(folder), str(images["png"]), "--json"]
+    assert main([*argv, "--checkpoint", str(tiny_checkpoint)]) == 0
+    judged = _judged_paths(capsys.readouterr().out)
+    assert judged == [str(images["jpeg"]), str(inside[1]), str(inside[0]), str(images["png"])]
+
+
+def test_predict_folder_never_follows_links_out_of_it(tmp_path, tiny_checkpoint, capsys) -> None:
+    folder, outside = tmp_path / "suspects", tmp_path / "elsewhere"
+    (inside,) = _write_images(folder, ["real.png"])
+    (secret,) = _write_images(outside, ["secret.png"])
+    (folder / "to_secret.png").symlink_to(secret)
+    (folder / "to_elsewhere").symlink_to(outside, target_is_directory=True)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "to_real.png").symlink_to(inside)  # a link within the folder is kept
+    code = main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _judged_paths(out) == [str(inside), str(folder / "sub" / "to_real.png")]
+
+
+def test_predict_folder_with_an_unreadable_image_exits_1(tmp_path, tiny_checkpoint, capsys) -> None:
+    folder = tmp_path / "suspects"
+    good = _write_images(folder, ["a.png", "c.png"])
+    broken = folder / "b.jpg"
+    broken.write_text("not a picture")
+    code = main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split(": ")[0] for line in out.strip().splitlines()] == [str(p) for p in good]
+    assert _one_line(err).startswith(f"{broken}: error: ")
+
+
+def test_predict_many_images_shows_a_progress_bar_on_stderr_only(
+    tmp_path, tiny_checkpoint, capsys
+) -> None:
+    folder = tmp_path / "suspects"
+    paths = _write_images(folder, [f"{i}.png" for i in range(6)])
+    code = main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _judged_paths(out) == [str(p) for p in paths]  # stdout: JSON lines and nothing else
+    assert "\r" not in out and "6/6" in err
+
+
+def test_predict_empty_folder_says_so(tmp_path, tiny_checkpoint, capsys) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no pictures here")
+    code = main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == ""
+    assert _one_line(err) == f"{folder}: no image files in this folder"
+
+
+def test_predict_help_documents_folders_and_exit_codes(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "image files or folders" in text and ".jpeg" in text and ".webp" in text
+    assert "2 a path that does not exist" in text and "1 some files could not be read" in text
 
 
 def test_argument_errors_exit_2(capsys) -> None:
