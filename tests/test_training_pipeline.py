@@ -5,6 +5,7 @@ uninterrupted one, and a two-process DDP run produces a complete run folder."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -215,6 +216,11 @@ def test_two_process_ddp_run_matches_a_single_process_run(tiny_dataset: Path, tm
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("done in") == 1  # only rank 0 reports and writes
+    # The split's image counts, once, and each process's share of the training images.
+    split = pd.read_csv(ddp / "splits.csv.gz")["split"]
+    n_train, n_val = int((split == "train").sum()), int((split == "val").sum())
+    assert f"; {n_train} train / {n_val} val images; " in result.stdout, result.stdout
+    assert f", 2 processes of {math.ceil(n_train / 2)} training images each\n" in result.stdout
     for name in ("config.yaml", "splits.csv.gz", "history.csv", "state.pt"):
         assert (ddp / name).is_file(), name
     history_single = pd.read_csv(single / "history.csv")

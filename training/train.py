@@ -389,9 +389,9 @@ def _run(config, *, resume, callback, device, setup: Distributed) -> dict[str, A
         f"{config['model']['architecture']} ({config['model']['strategy']}): "
         f"{count_parameters(model):,} parameters, "
         f"{count_parameters(model, trainable_only=True):,} trainable; "
-        f"{len(train_loader.dataset) * setup.world_size} train / "
+        f"{len(train_loader.dataset)} train / "
         f"{len(manifest[manifest['split'] == 'val'])} val images; device {device}, amp={amp}"
-        + (f", {setup.world_size} processes" if setup.enabled else ""),
+        + (_share_of_each_process(train_loader, setup) if setup.enabled else ""),
     )
     started_run = time.time()
     stopped_early = bad_epochs >= optim["early_stopping_patience"]
@@ -508,6 +508,12 @@ def _apply_new_learning_rates(optimizer, optim, previous_optim, setup) -> None:
             if group.get("name", "all") in group_names:
                 was, group["lr"] = group["lr"], float(new)
                 _log(setup, f"{key} set to {new} for {group.get('name', 'all')} (was {was:g})")
+
+
+def _share_of_each_process(train_loader, setup: Distributed) -> str:
+    """Under DDP every process holds the whole training set but draws only its sampler's share
+    (rounded up: DistributedSampler repeats an image or two when the count does not divide)."""
+    return f", {setup.world_size} processes of {len(train_loader.sampler)} training images each"
 
 
 def _log(setup: Distributed, message: str) -> None:
