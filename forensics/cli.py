@@ -1,4 +1,4 @@
-"""Command line: `python -m forensics predict IMG...` and `python -m forensics evaluate --data DIR`.
+"""Command line: `python -m forensics predict IMG...`, `evidence IMG...` and `evaluate --data DIR`.
 
 `predict` also takes folders: their image files, recursively (see expand_image_paths).
 
@@ -85,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the stability check (five times less work; decisions then ignore it)",
     )
     _add_engine_option(evaluate)
+
+    evidence = commands.add_parser(
+        "evidence",
+        help="what each file says about its origin (metadata, C2PA) and its classic views",
+        description="Provenance metadata (EXIF, XMP, IPTC, PNG text), the C2PA content "
+        "credential and classic forensic views (error levels, noise, spectrum, JPEG history) "
+        "of each image, independent of any model. Folders as for predict.",
+        epilog="Exit codes: 0 every image read; 1 some files could not be read (the others are "
+        "still reported); 2 a path that does not exist.",
+    )
+    evidence.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    evidence.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -105,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return run_predict(args)
+        if args.command == "evidence":
+            return run_evidence(args)
         return run_evaluate(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -149,6 +163,33 @@ def run_predict(args: argparse.Namespace) -> int:
             _emit(json.dumps({"path": str(path), **verdict.to_dict()}))
         else:
             _emit(describe_verdict(path, verdict))
+    return 1 if failures else 0
+
+
+def run_evidence(args: argparse.Namespace) -> int:
+    """Evidence for each image: one JSON object per line with --json, else a few lines each."""
+    from forensics.evidence import gather_evidence
+    from forensics.images import ImageLoadError
+
+    failures = 0
+    for path in expand_image_paths(args.images):
+        try:
+            evidence = gather_evidence(path)
+        except ImageLoadError as exc:
+            failures += 1
+            if args.json:
+                _emit(json.dumps({"path": str(path), "error": str(exc)}))
+            else:
+                _emit(f"{path}: error: {exc}", sys.stderr)
+            continue
+        if args.json:
+            _emit(json.dumps({"path": str(path), **evidence.to_dict()}))
+            continue
+        _emit(f"{path}: {evidence.provenance}: {evidence.summary}")
+        for finding in evidence.findings:
+            _emit(f"  {finding.source}: {finding.claim}")
+        for view in evidence.views:
+            _emit(f"  {view.title}: {view.reading}")
     return 1 if failures else 0
 
 
