@@ -16,7 +16,7 @@ UNEVEN_RATIO = 6.0  # noisiest cells' level over the quietest's: above this, reg
 SMOOTH_LEVEL = 0.8  # mean |residual| (0-255) below which the image has almost no grain
 
 LIMITS = (
-    "Denoising, resizing, compression and beauty filters reshape the grain, and flat regions "
+    "Denoising, resizing, compression and beauty filters reshape the grain, and smooth regions "
     "(sky, walls) have little of it in any photograph: compare regions of similar texture and "
     "brightness, and never read the level alone as a verdict."
 )

@@ -16,6 +16,7 @@ from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
 from forensics.detector import Detector, Verdict
+from forensics.evidence import Evidence, gather_evidence
 from forensics.explain import (
     CAM_METHODS,
     SLOW_METHODS,
@@ -153,6 +154,7 @@ def show_result(
             with st.spinner(f"Computing {method} for that patch…"):
                 explanations = [explain_cached(detector, data, method, t, box=box) for t in targets]
     draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
+    draw_evidence(item)
 
 
 def draw_patch_map(detector, item: UploadItem, *, default: tuple) -> tuple:
@@ -235,6 +237,84 @@ def draw_heatmaps(
         mime="application/json",
         key=f"json-{item.key}",
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def evidence_cached(data: bytes) -> Evidence:
+    return gather_evidence(data)
+
+
+def draw_evidence(item: UploadItem) -> None:
+    """The Evidence section: what the file says about its origin and what the classic views
+    show, beside the verdict and never part of its score."""
+    st.markdown("#### Evidence")
+    st.caption(
+        "Independent of the model: what the file says about where it came from, and what "
+        "classic forensic views show. Shown beside the verdict, never mixed into its score; "
+        "metadata can be stripped or forged."
+    )
+    try:
+        with st.spinner("Reading metadata and computing the forensic views…"):
+            evidence = evidence_cached(item.data)
+    except ImageLoadError as exc:
+        st.error(f"Cannot read {item.name}: {exc}")
+        return
+    say = st.info if evidence.provenance != "none" else st.caption
+    say(f"**Provenance ({evidence.provenance}):** {_plain(evidence.summary)}")
+    credential = evidence.content_credential
+    if credential is not None:
+        trust = (
+            "signed by a certificate on a trust list"
+            if credential.trusted
+            else "the signer is not checked against a trust list: a valid credential shows the "
+            "file is unchanged since it was signed, not who signed it"
+        )
+        st.caption(
+            f"C2PA credential: {_plain(credential.validation)}"
+            + "".join(f"; {_plain(problem)}" for problem in credential.problems[:3])
+            + f" ({trust})."
+        )
+    if evidence.findings:
+        with st.expander(f"What the metadata says ({len(evidence.findings)} findings)"):
+            for finding in evidence.findings:
+                st.markdown(f"- **{_plain(finding.source)}**: {_plain(finding.claim)}")
+                st.text(finding.value[:500])
+    columns = [column for _ in range(0, len(evidence.views), 2) for column in st.columns(2)]
+    for column, view in zip(columns, evidence.views, strict=False):
+        column.image(_enlarge_view(view.image), caption=view.title, width="stretch")
+        column.caption(view.reading)
+        column.caption(f"Limits: {view.limits}")
+        column.download_button(
+            f"{view.title} PNG",
+            png_bytes(Image.fromarray(view.image)),
+            file_name=f"{Path(item.name).stem}_{view.name}.png",
+            mime="image/png",
+            key=f"evidence-{item.key}-{view.name}",
+        )
+    record = {"file": item.name, "sha256": item.sha256, **evidence.to_dict()}
+    st.download_button(
+        "Evidence record (JSON)",
+        json.dumps(record, indent=2),
+        file_name=f"{Path(item.name).stem}_evidence.json",
+        mime="application/json",
+        key=f"evidence-json-{item.key}",
+    )
+
+
+def _enlarge_view(pixels) -> Image.Image:
+    """A small view scaled up by a whole factor with visible pixels, its shape kept."""
+    image = Image.fromarray(pixels)
+    factor = VIEW_SIZE // max(image.size)
+    if factor < 2:
+        return image
+    size = (image.width * factor, image.height * factor)
+    return image.resize(size, Image.Resampling.NEAREST)
+
+
+def _plain(text: str) -> str:
+    """Metadata text as literal Markdown: a stranger's file must not add links, images or
+    formatting to the page."""
+    return "".join(f"\\{c}" if c in "\\`*_{}[]()<>#+-.!|~$" else c for c in text)
 
 
 def png_bytes(image: Image.Image) -> bytes:
