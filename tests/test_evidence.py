@@ -102,6 +102,32 @@ def test_a_generator_name_in_software_is_a_generator_and_an_editor_adds_to_a_cam
     assert evidence.summary == "camera metadata: NIKON D750; also edited with GIMP (exif)"
 
 
+@pytest.mark.parametrize(
+    ("chunks", "tool"),
+    [
+        ({"Software": "NovelAI", "Source": "NovelAI Diffusion V3", "Comment": '{"steps": 28}'},
+         "NovelAI"),
+        ({"invokeai_metadata": '{"model": {"name": "sdxl"}}'}, "InvokeAI"),
+        ({"sd-metadata": '{"model": "stable diffusion"}'}, "InvokeAI"),
+        ({"fooocus_scheme": "fooocus", "parameters": '{"Prompt": "x"}'}, "Fooocus"),
+    ],
+    ids=["novelai", "invokeai", "invokeai_legacy", "fooocus"],
+)  # fmt: skip
+def test_other_generators_text_chunks_name_them(chunks: dict, tool: str) -> None:
+    evidence = gather_evidence(png_with_text(chunks), views=False)
+    assert evidence.provenance == "generator"
+    assert any(tool in (f.name or "") for f in evidence.findings if f.kind == "generator")
+
+
+@pytest.mark.parametrize("byte_order", ["utf-16-be", "utf-16-le"])
+def test_a1111_settings_in_a_jpeg_user_comment_are_a_generator_claim(byte_order: str) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + A1111_PARAMETERS.encode(byte_order)
+    evidence = gather_evidence(image_bytes(photo_like(1), "JPEG", exif=exif), views=False)
+    assert evidence.provenance == "generator"
+    assert evidence.findings[0].value == A1111_PARAMETERS
+
+
 def test_the_summary_never_carries_a_probability() -> None:
     for make, _ in PROVENANCE_FILES.values():
         summary = gather_evidence(make(), views=False).summary
@@ -164,6 +190,12 @@ def test_a_broken_manifest_is_reported_not_raised() -> None:
 
 def test_a_file_without_a_credential_has_none() -> None:
     assert gather_evidence(camera_jpeg(), views=False).content_credential is None
+    # The manifest store's label elsewhere in a file is not a credential.
+    mention = image_bytes(photo_like(1), "JPEG", comment=b"c2pa jumb c2pa")
+    assert gather_evidence(mention, views=False).content_credential is None
+    assert (
+        gather_evidence(png_with_text({"Comment": "c2pa"}), views=False).content_credential is None
+    )
 
 
 # ---- metadata is data ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 from PIL import Image, IptcImagePlugin
 
-from forensics.evidence.findings import Finding, quote
+from forensics.evidence.findings import MAX_VALUE_CHARS, Finding, quote
 
 MAX_XMP_BYTES = 1 << 20  # a real XMP packet is a few kB; Adobe's own limit per segment is 64 kB
 MAX_JSON_CHARS = 1 << 20
@@ -312,7 +312,15 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         # UserComment starts with an 8-byte character code: ASCII\0\0\0, UNICODE\0 (UTF-16).
         if value[:8] == b"UNICODE\x00":
-            return quote(value[8:].decode("utf-16-be", errors="replace")).strip("\x00 ")
+            # UTF-16 in the file's byte order, which the tag does not record (piexif, used by
+            # AUTOMATIC1111, writes big-endian): the reading with more plain ASCII wins.
+            payload = value[8 : 8 + MAX_VALUE_CHARS * 8]
+            readings = [
+                payload.decode(order, errors="replace") for order in ("utf-16-be", "utf-16-le")
+            ]
+            return quote(
+                max(readings, key=lambda t: sum(c.isascii() and c.isprintable() for c in t))
+            )
         if value[:8] in (b"ASCII\x00\x00\x00", b"\x00" * 8):
             value = value[8:]
     return quote(value)
