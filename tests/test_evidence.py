@@ -407,3 +407,15 @@ def test_the_views_benchmark_runs_and_prints_its_figure(capsys) -> None:
     assert main(["--width", "96", "--height", "64", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "96x64 JPEG" in out and "four views:" in out and "target under 2 s" in out
+
+
+def test_cli_over_the_hostile_corpus_reports_every_file(tmp_path: Path, capsys) -> None:
+    corpus = hostile_corpus()
+    for case in corpus:
+        (tmp_path / case.name).write_bytes(case.data)
+    paths = [str(tmp_path / case.name) for case in corpus]
+    assert cli_main(["evidence", *paths, "--json"]) == 1
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["path"] for r in records] == paths
+    for case, record in zip(corpus, records, strict=True):
+        assert ("error" not in record) == case.decodable, (case.name, record.get("error"))
