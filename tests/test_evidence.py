@@ -128,6 +128,16 @@ def test_a1111_settings_in_a_jpeg_user_comment_are_a_generator_claim(byte_order:
     assert evidence.findings[0].value == A1111_PARAMETERS
 
 
+@pytest.mark.parametrize(
+    ("software", "kind"),
+    [("Canvas Draw 2", "info"), ("Imagenomic Portraiture", "info"), ("Canva", "edited"),
+     ("Google Imagen 3", "generator"), ("DALL·E 3", "generator")],
+)  # fmt: skip
+def test_tool_names_match_whole_words_only(software: str, kind: str) -> None:
+    evidence = gather_evidence(png_with_text({"Software": software}), views=False)
+    assert [f.kind for f in evidence.findings] == [kind]
+
+
 def test_the_summary_never_carries_a_probability() -> None:
     for make, _ in PROVENANCE_FILES.values():
         summary = gather_evidence(make(), views=False).summary

@@ -8,6 +8,7 @@ and follow a packet's structure wherever a stranger leads it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -129,9 +130,15 @@ def read_metadata(image: Image.Image) -> list[Finding]:
 
 
 def name_in(text: str, names: dict[str, str]) -> str | None:
-    """The known tool whose name occurs in `text` (case-insensitive), if any."""
+    """The known tool whose name occurs in `text` as a whole word (case-insensitive), if any:
+    "Canva" is not "Canvas", nor is "Imagen" "Imagenomic"."""
     lowered = text.lower()
-    return next((name for key, name in names.items() if key in lowered), None)
+    return next((names[key] for key in names if _word(key).search(lowered)), None)
+
+
+@functools.cache
+def _word(name: str) -> re.Pattern:
+    return re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])")
 
 
 def software_finding(source: str, field: str, value: object) -> Finding:
