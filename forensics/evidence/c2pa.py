@@ -34,6 +34,7 @@ AI_SOURCE_TYPES = (
     "algorithmicmedia",
     "compositesynthetic",
 )
+COMPOSITE_AI_SOURCE_TYPES = ("compositewithtrainedalgorithmicmedia", "compositesynthetic")
 CAPTURE_SOURCE_TYPES = ("digitalcapture", "computationalcapture")
 # Failures that concern whom to trust, not whether the file matches its credential: a
 # self-made or unlisted certificate is reported as untrusted, not as tampering.
@@ -54,6 +55,12 @@ class ContentCredential:
     ai_generated: bool = False  # an action's digital source type is AI-generated media
     signer: str | None = None  # the certificate's common name (or issuer)
     signed_at: str | None = None
+
+    @property
+    def partly_generated(self) -> bool:
+        """AI-generated in part only (generative fill, a composite): no wholly generated type."""
+        types = {t.lower() for t in self.digital_source_types} & set(AI_SOURCE_TYPES)
+        return bool(types) and types <= set(COMPOSITE_AI_SOURCE_TYPES)
 
     @property
     def captured(self) -> bool:

@@ -192,6 +192,8 @@ def _xmp_findings(image: Image.Image) -> Iterator[Finding]:
         code = value.rstrip("/").rsplit("/", 1)[-1]
         kind, meaning = DIGITAL_SOURCE_TYPES.get(code.lower(), ("info", "an unknown source type"))
         who = {"generator": "an AI model", "camera": "a capture device"}.get(kind, "software")
+        if code.lower().startswith("composite") and kind == "generator":
+            who = "an AI model, in part"
         name = f"{who}, per its IPTC digital source type {code}"
         yield Finding("xmp", f"digital source type {code}: {meaning}", value, kind, name)
     for field in ("CreatorTool", "softwareAgent"):
