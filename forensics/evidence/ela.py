@@ -27,7 +27,7 @@ LIMITS = (
 
 def error_level_view(rgb: np.ndarray, *, quality: int = QUALITY, gain: int = GAIN) -> View:
     """ELA of `rgb` (uint8 HxWx3): |image - JPEG re-save at `quality`| x `gain`."""
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     error = np.empty(bgr.shape[:2], np.uint8)
     # JPEG stops at 65,500 pixels a side: a longer image is re-saved in pieces cut on the
     # 8-pixel block grid, which gives the same blocks as one re-save would.
@@ -39,9 +39,11 @@ def error_level_view(rgb: np.ndarray, *, quality: int = QUALITY, gain: int = GAI
             if not ok:
                 raise ValueError(f"OpenCV could not encode a {piece.shape} image as JPEG")
             resaved = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-            error[top : top + piece.shape[0], left : left + piece.shape[1]] = cv2.absdiff(
-                piece, resaved
-            ).max(axis=2)
+            # The largest channel's change; OpenCV's max is ~8x faster than NumPy's over axis 2.
+            blue, green, red = cv2.split(cv2.absdiff(piece, resaved))
+            error[top : top + piece.shape[0], left : left + piece.shape[1]] = cv2.max(
+                cv2.max(blue, green), red
+            )
     cells = cell_means(error.astype(np.float32))
     median = float(np.median(cells))
     ratio = float(np.percentile(cells, 95) / max(median, 0.05))

@@ -63,13 +63,13 @@ def fit_for_display(pixels: np.ndarray) -> np.ndarray:
     """uint8 HxW or HxWx3 as RGB no larger than DISPLAY_MAX_SIDE (area-averaged when shrunk)."""
     import cv2
 
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
     height, width = pixels.shape[:2]
     scale = DISPLAY_MAX_SIDE / max(height, width)
-    if scale < 1:
+    if scale < 1:  # shrink first: a grey image is a third of the work
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    if pixels.ndim == 2:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
     return np.ascontiguousarray(pixels)
 
 

@@ -31,7 +31,7 @@ def jpeg_history_view(
 ) -> View:
     """History of `rgb` (uint8 HxWx3, as decoded), given the file's estimated `quality` and
     quantisation `tables` ({index: 64 values}) when it is a JPEG (None otherwise)."""
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     errors = ghost_curve(bgr)
     ghost = find_ghost(errors, quality)
     blockiness = block_strength(bgr)
