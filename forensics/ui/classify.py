@@ -228,6 +228,7 @@ def draw_heatmaps(
         "method": method,
         "heatmap_patch": None if box is None else list(box),
         "heatmap_reading": readings,
+        "evidence": _evidence_record(item.data),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     st.download_button(
@@ -242,6 +243,14 @@ def draw_heatmaps(
 @st.cache_data(show_spinner=False, max_entries=32)
 def evidence_cached(data: bytes) -> Evidence:
     return gather_evidence(data)
+
+
+def _evidence_record(data: bytes) -> dict | None:
+    """The evidence beside the verdict in its JSON record (None where it cannot be read)."""
+    try:
+        return evidence_cached(data).to_dict()
+    except ImageLoadError:
+        return None
 
 
 def draw_evidence(item: UploadItem) -> None:
