@@ -169,12 +169,15 @@ def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) 
     table = pd.read_csv(out / "cross_source.csv")
     assert list(table["run"]) == ["downscaled", "npr", "without_other"]
     assert list(table.columns) == ["run", "trained on", "val_accuracy", "val_auc",
-                                   "val_auc resampled", "data AUC", "data acc", "other AUC",
-                                   "other acc"]  # fmt: skip
+                                   "shipped val_auc", "shipped val_logloss",
+                                   "shipped val_auc resampled", "data AUC", "data acc",
+                                   "other AUC", "other acc"]  # fmt: skip
     assert list(table["trained on"]) == ["data", "data", "data"]
-    # The shortcut check is a single-set run's; a combination's validation mixes sets.
-    assert table["val_auc resampled"].isna().tolist() == [False, False, True]
-    figures = table.drop(columns=["run", "trained on", "val_auc resampled"])
+    # Validation as shipped is a single-set run's; a combination's validation mixes sets.
+    shipped = ["shipped val_auc", "shipped val_logloss", "shipped val_auc resampled"]
+    assert table[shipped].isna().all(axis=1).tolist() == [False, False, True]
+    assert (table.loc[:1, "shipped val_logloss"] > 0).all()
+    figures = table.drop(columns=["run", "trained on", *shipped])
     assert figures.notna().all().all() and ((figures >= 0) & (figures <= 1)).all().all()
     assert "python -m training.cross_source" in (out / "cross_source.md").read_text()
     assert cross_source.main([str(tmp_path), "--set", "x=/nonexistent"]) == 2

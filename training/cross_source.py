@@ -13,10 +13,12 @@ on the run's own test split; every other set on the seeded 80/10/10 split traini
 0), at its test rows only, at most `--max-images` of them (a seeded sample). A run trained on a
 combination (`training.combine_sources`, which leaves out every set's test rows) names its sets in
 the "trained on" column; a set missing there is one it never saw. Raw scores, no trust checks:
-this measures models, not decisions. `val_auc resampled` is a single-set run's validation
-ROC-AUC with every image resampled alike (x0.875 and back): a shortcut in how the set's classes
-were resampled is gone there (sdcoco has one). The run to ship is chosen on validation (the
-`val_*` columns), never on the test columns. Writes OUT/cross_source.md and .csv
+this measures models, not decisions. For a single-set run, `shipped val_*` judge its own
+validation split as the run would ship (patch verdicts), and `shipped val_auc resampled` does so
+with every image resampled alike (x0.875 and back): a shortcut in how the set's classes were
+resampled is gone there (sdcoco has one). The run to ship is the one with the lowest `shipped
+val_logloss`; `val_accuracy` and `val_auc` are the training's own whole-view validation figures
+at its best epoch. No test column is used to choose. Writes OUT/cross_source.md and .csv
 (default: the suite folder).
 """
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from forensics.atomic import write_text_atomic
 from forensics.checkpoint import CheckpointError, load_checkpoint
@@ -81,16 +83,25 @@ def score_set(detector: Detector, root: Path, rows: pd.DataFrame) -> dict[str, f
     }
 
 
-def resampled_val_auc(detector: Detector, root: Path, run_dir: Path) -> float:
-    """ROC-AUC on the run's own validation split with every image resampled alike (x0.875 and
-    back): what is left once a difference in how the classes were resampled is gone."""
+def shipped_val_figures(detector: Detector, root: Path, run_dir: Path) -> dict[str, float]:
+    """On the run's own validation split, judged as the run would ship (native patches where it
+    trained on them): the log loss and ROC-AUC of its raw scores, and the ROC-AUC with every
+    image resampled alike (x0.875 and back), where a difference in how the set's classes were
+    resampled is gone. The first is what the shipped run is chosen by."""
     manifest = load_splits(load_or_build_manifest(root, progress=False).manifest,
                            run_dir / "splits.csv.gz")  # fmt: skip
     val = manifest[manifest["split"] == "val"]
+    labels = val["label"].to_numpy()
     store = ImageStore(root)
-    images = [resample_roundtrip(store.load_image(path)) for path in val["path"]]
-    verdicts = detector.predict_batch(images, stability=False)
-    return float(roc_auc_score(val["label"], [v.prob_fake_raw for v in verdicts]))
+    images = [store.load_image(path) for path in val["path"]]
+    figures = {}
+    for name, change in (("", lambda image: image), (" resampled", resample_roundtrip)):
+        verdicts = detector.predict_batch([change(im) for im in images], stability=False)
+        probs = np.clip([v.prob_fake_raw for v in verdicts], 1e-7, 1 - 1e-7)
+        figures[f"shipped val_auc{name}"] = float(roc_auc_score(labels, probs))
+        if not name:
+            figures["shipped val_logloss"] = float(log_loss(labels, probs, labels=[0, 1]))
+    return figures
 
 
 def best_val(run_dir: Path) -> dict[str, float]:
@@ -114,10 +125,8 @@ def cross_source_table(
         detector = run_detector(run_dir)
         seen = sources_of(own_root) or [n for n, root in resolved.items() if root == own_root]
         row: dict = {"run": run_dir.name, "trained on": ", ".join(seen), **best_val(run_dir)}
-        single = own_root in resolved.values()
-        row["val_auc resampled"] = (
-            resampled_val_auc(detector, own_root, run_dir) if single else float("nan")
-        )
+        if own_root in resolved.values():
+            row.update(shipped_val_figures(detector, own_root, run_dir))
         for name, root in resolved.items():
             own = root == own_root
             splits = run_dir / "splits.csv.gz" if own else None
