@@ -115,6 +115,7 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     card = (dest / "MODEL_CARD.md").read_text()
     assert "`python -m training.cross_source x`\n\n| run | a |\n|---|---|\n| npr | 0.9 |" in card
     assert "16x16 patches" in card and "at most 9 patches" in card
+    assert "**Training domain**: native-resolution patches of 16 px, never resampled" in card
     detector = load_detector(dest)
     spec = detector.patch_spec
     assert (spec.size, spec.max_patches) == (16, 9)

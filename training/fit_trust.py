@@ -187,8 +187,7 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"- **Abstain band**: no answer while {band['low']:.3f} < P(fake) < {band['high']:.3f} "
         f"(the narrowest band whose answered validation images were wrong at most "
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
-        f"- **Training domain**: images {_span(domain['scale'], domain['resize'])} px on the "
-        f"short side, long/short side ratio up to {domain['aspect'][1]:.2f}, "
+        f"- **Training domain**: {_sizes(domain)}, "
         + (f"JPEG quality {_range(*quality)}" if quality else "no JPEGs")
         + f" ({domain['jpeg_share']:.0%} JPEG); feature distance at most "
         f"{record['feature_threshold']:.1f} ({record['feature_quantile']:.0%} of in-domain "
@@ -231,6 +230,18 @@ def _describe_changes(record: Mapping[str, Any]) -> str:
 
 def _span(scale: list[float], resize: int) -> str:
     return _range(*(round(s * resize) for s in scale))
+
+
+def _sizes(domain: Mapping[str, Any]) -> str:
+    if domain.get("patch"):
+        return (
+            f"native-resolution patches of {domain['patch']} px, never resampled (any image at "
+            "least that large on both sides is at the model's own scale, whatever its shape)"
+        )
+    return (
+        f"images {_span(domain['scale'], domain['resize'])} px on the short side, long/short "
+        f"side ratio up to {domain['aspect'][1]:.2f}"
+    )
 
 
 def _range(low: int, high: int) -> str:
