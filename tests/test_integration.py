@@ -156,16 +156,22 @@ def test_default_model_on_faces(default_detector, faces_copy: Path) -> None:
     assert all(any("downscaled 8x" in r for r in v.reasons) for v in verdicts)
 
 
-def test_auto_sends_each_shared_set_to_its_own_model(cifake_copy: Path, faces_copy: Path) -> None:
+def test_auto_sends_each_shared_set_to_its_own_model(
+    cifake_copy: Path, faces_copy: Path, shared_data_root: Path
+) -> None:
     from forensics.router import NO_MODEL_FITS, load_detector
 
     auto = load_detector("auto")
     cifake, _ = _labelled_files(cifake_copy)
     faces, _ = _labelled_files(faces_copy)
-    photo = make_image(5, size=64).resize((1600, 1131))
-    verdicts = auto.predict_batch([*cifake[:4], *faces[:4], photo])
-    assert [v.checkpoint for v in verdicts[:8]] == ["default"] * 4 + ["faces"] * 4
-    assert all(v.routing == "chosen" for v in verdicts[:8])
+    sdcoco = sorted((shared_data_root / "sdcoco").rglob("*.jpg"))[::300]  # 4, both classes
+    if len(sdcoco) < 4:
+        pytest.skip("sdcoco not found under FORENSICS_DATA_ROOT")
+    photo = make_image(5, size=64).resize((1600, 1131))  # a PNG: no shipped model's domain
+    verdicts = auto.predict_batch([*cifake[:4], *faces[:4], *sdcoco[:4], photo])
+    expected = ["default"] * 4 + ["faces"] * 4 + ["photos"] * 4
+    assert [v.checkpoint for v in verdicts[:12]] == expected
+    assert all(v.routing == "chosen" for v in verdicts[:12])
     assert verdicts[-1].decision == "unsure" and verdicts[-1].routing == "nearest"
     assert verdicts[-1].reasons[0].startswith(NO_MODEL_FITS)
 
