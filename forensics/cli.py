@@ -141,55 +141,54 @@ def _load(checkpoint: Path | None, engine: str | None = None):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from forensics.images import ImageLoadError
-
     paths = expand_image_paths(args.images)
     detector = _load(args.checkpoint, args.engine)
-    failures = 0
-    bar = tqdm(paths, unit="image", file=sys.stderr, disable=len(paths) <= PROGRESS_BAR_ABOVE)
-    for path in bar:
-        try:
-            verdict = detector.predict(path)
-        except ImageLoadError as exc:
-            failures += 1
-            if args.json:
-                _emit(json.dumps({"path": str(path), "error": str(exc)}))
-            else:
-                _emit(f"{path}: error: {exc}", sys.stderr)
-            continue
-        if args.json:
-            _emit(json.dumps({"path": str(path), **verdict.to_dict()}))
-        else:
-            _emit(describe_verdict(path, verdict))
-    return 1 if failures else 0
+
+    def describe(path: Path, verdict) -> None:
+        _emit(describe_verdict(path, verdict))
+
+    return _for_each_image(paths, detector.predict, describe, as_json=args.json,
+                           progress=len(paths) > PROGRESS_BAR_ABOVE)  # fmt: skip
 
 
 def run_evidence(args: argparse.Namespace) -> int:
     """Evidence for each image: one JSON object per line with --json, else a few lines each."""
     from forensics.evidence import gather_evidence
-    from forensics.images import ImageLoadError
 
-    failures = 0
-    for path in expand_image_paths(args.images):
-        try:
-            evidence = gather_evidence(path)
-        except ImageLoadError as exc:
-            failures += 1
-            if args.json:
-                _emit(json.dumps({"path": str(path), "error": str(exc)}))
-            else:
-                _emit(f"{path}: error: {exc}", sys.stderr)
-            continue
-        if args.json:
-            _emit(json.dumps({"path": str(path), **evidence.to_dict()}))
-            continue
+    def describe(path: Path, evidence) -> None:
         _emit(f"{path}: {evidence.provenance}: {evidence.summary}")
         for finding in evidence.findings:
             _emit(f"  {finding.source}: {finding.claim}")
         for view in evidence.views:
             _emit(f"  {view.title}: {view.reading}")
+
+    return _for_each_image(expand_image_paths(args.images), gather_evidence, describe,
+                           as_json=args.json)  # fmt: skip
+
+
+def _for_each_image(paths, work, describe, *, as_json: bool, progress: bool = False) -> int:
+    """`work(path)` for each image, in order: its result as one JSON line (`as_json`, from its
+    to_dict()) or as `describe` writes it. A file that cannot be read as an image is reported
+    (an error line) and skipped; the exit status is then 1."""
+    from tqdm import tqdm
+
+    from forensics.images import ImageLoadError
+
+    failures = 0
+    for path in tqdm(paths, unit="image", file=sys.stderr, disable=not progress):
+        try:
+            result = work(path)
+        except ImageLoadError as exc:
+            failures += 1
+            if as_json:
+                _emit(json.dumps({"path": str(path), "error": str(exc)}))
+            else:
+                _emit(f"{path}: error: {exc}", sys.stderr)
+            continue
+        if as_json:
+            _emit(json.dumps({"path": str(path), **result.to_dict()}))
+        else:
+            describe(path, result)
     return 1 if failures else 0
 
 
