@@ -3,11 +3,14 @@ and a second invocation skips finished runs."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from forensics.checkpoint import load_checkpoint, save_checkpoint
+from forensics.patches import PatchSpec
 from training import experiments
 from training.config import load_config
 
@@ -181,3 +184,20 @@ def test_sources_suite_and_its_cross_source_table(tiny_dataset: Path, tmp_path) 
     assert figures.notna().all().all() and ((figures >= 0) & (figures <= 1)).all().all()
     assert "python -m training.cross_source" in (out / "cross_source.md").read_text()
     assert cross_source.main([str(tmp_path), "--set", "x=/nonexistent"]) == 2
+
+    # A published checkpoint is judged as it ships (its own patch rule), and --update adds its
+    # row to the earlier table, keeping the rows of runs whose folders are gone.
+    shipped = tmp_path / "checkpoints" / "shipped"
+    model, meta = load_checkpoint(out / "npr" / "best")
+    meta["patches"] = PatchSpec(size=16, aggregate="top_k_mean", k=2).to_dict()
+    save_checkpoint(shipped, model, meta)
+    for name in ("config.yaml", "history.csv", "splits.csv.gz"):
+        shutil.copyfile(out / "npr" / name, shipped / name)
+    assert cross_source.run_detector(shipped, engine="eager").patch_spec.aggregate == "top_k_mean"
+    update = [str(shipped.parent), *sets, "--out", str(out), "--update"]
+    assert cross_source.main(update) == 0
+    updated = pd.read_csv(out / "cross_source.csv")
+    assert list(updated["run"]) == ["downscaled", "npr", "without_other", "shipped"]
+    pd.testing.assert_frame_equal(updated.iloc[:3], table)
+    assert updated.loc[3, "trained on"] == "data" and updated.loc[3, "shipped val_logloss"] > 0
+    assert (out / "cross_source.md").read_text().count("`python -m training.cross_source") == 2

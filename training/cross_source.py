@@ -3,7 +3,13 @@ own test split and on the test splits of other datasets it never saw.
 
     python -m training.cross_source training/runs/experiments/sources \
         --set sdcoco=../shared/data/sdcoco --set faces=../shared/data/faces \
-        --set cifake=../shared/data/cifake/cifake-train.zip [--max-images 1000] [--out DIR]
+        --set cifake=../shared/data/cifake/cifake-train.zip [--max-images 1000] [--out DIR] \
+        [--runs A B] [--update]
+
+The folder holds training runs (RUN/best/model.json) or published checkpoints (checkpoints/:
+CHECKPOINT/model.json, judged exactly as they ship, with their stored patch rule). `--update`
+keeps the rows of runs not scored this time from OUT/cross_source.csv, so that a suite trained
+over several sessions (whose run folders do not all survive) builds one table.
 
 Each run is judged the way it would ship: a run trained on native-resolution crops smaller than
 its images (or on a combination of sets of mixed sizes, `input.native`) judges any image by its
@@ -48,9 +54,20 @@ SPLIT_SEED = 0
 FRACTIONS = (0.8, 0.1, 0.1)
 
 
+def find_runs(folder: Path) -> list[Path]:
+    """The finished training runs and the published checkpoints in `folder`, by name."""
+    runs = {p.parent.parent for p in folder.glob("*/best/model.json")}
+    runs |= {p.parent for p in folder.glob("*/model.json") if (p.parent / "config.yaml").is_file()}
+    return sorted(runs, key=lambda run: run.name)
+
+
 def run_detector(run_dir: Path, *, engine: str = "fast") -> Detector:
     """The run's best weights, judging as they would ship (native patches where the run
-    trained on native crops smaller than its evaluation view)."""
+    trained on native crops smaller than its evaluation view); a published checkpoint exactly
+    as it ships."""
+    if not (run_dir / "best").is_dir():
+        model, meta = load_checkpoint(run_dir)
+        return Detector(model, meta, checkpoint_dir=run_dir, engine=engine)
     model, meta = load_checkpoint(run_dir / "best")
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     crop = int(config["augment"].get("crop_size") or config["input"]["input_size"])
@@ -144,15 +161,35 @@ def cross_source_table(
     return pd.DataFrame(rows)
 
 
-def write_table(table: pd.DataFrame, out: Path, *, command: str) -> Path:
+def merged_with_earlier(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, list[str]]:
+    """`table` with the rows of OUT/cross_source.csv whose runs it does not score again (theirs
+    first, in their order), and the commands that made those rows."""
+    earlier_csv = out / "cross_source.csv"
+    if not earlier_csv.is_file():
+        return table, []
+    earlier = pd.read_csv(earlier_csv)
+    kept = earlier[~earlier["run"].isin(table["run"])]
+    commands = _commands_of(out / "cross_source.md") if len(kept) else []
+    return pd.concat([kept, table], ignore_index=True), commands
+
+
+def _commands_of(markdown: Path) -> list[str]:
+    if not markdown.is_file():
+        return []
+    lines = markdown.read_text(encoding="utf-8").splitlines()
+    return [line.strip("`") for line in lines if line.startswith("`python -m")]
+
+
+def write_table(table: pd.DataFrame, out: Path, *, commands: list[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "cross_source.csv", index=False)
+    write_text_atomic(out / "cross_source.csv", table.to_csv(index=False))
     shown = table.copy()
     for column in shown.columns[2:]:
         shown[column] = shown[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
+    listed = "\n\n".join(f"`{command}`" for command in dict.fromkeys(commands))
     text = (
         "# Across sources: test ROC-AUC and accuracy on each set\n\n"
-        f"`{command}`\n\n{markdown_table(shown)}\n\n"
+        f"{listed}\n\n{markdown_table(shown)}\n\n"
         "val_* come from each run's own validation split (the only figures used to choose); "
         "the other columns are test splits, read once.\n"
     )
@@ -167,25 +204,36 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("suite", type=Path, help="a suite folder (one run folder per rung)")
+    parser.add_argument(
+        "suite", type=Path, help="a suite folder (one run per rung) or a folder of checkpoints"
+    )
     parser.add_argument("--set", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--runs", nargs="+", help="only these runs (default: every finished one)")
     parser.add_argument("--max-images", type=int, default=1000)
     parser.add_argument("--out", type=Path, help="default: the suite folder")
+    parser.add_argument(
+        "--update", action="store_true", help="keep the earlier table's rows of other runs"
+    )
     args = parser.parse_args(argv)
     try:
         sets = parse_sources(args.set)
-        runs = sorted(p.parent.parent for p in args.suite.glob("*/best/model.json"))
+        runs = find_runs(args.suite)
         if args.runs:
             runs = [r for r in runs if r.name in args.runs]
         if not runs:
-            raise ValueError(f"{args.suite} holds no finished runs (*/best/model.json)")
+            raise ValueError(
+                f"{args.suite} holds no finished runs (*/best/model.json) or checkpoints"
+            )
         table = cross_source_table(runs, sets, max_images=args.max_images)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = " ".join(["python -m training.cross_source", *(argv or sys.argv[1:])])
-    path = write_table(table, args.out or args.suite, command=command)
+    out = args.out or args.suite
+    commands = []
+    if args.update:
+        table, commands = merged_with_earlier(table, out)
+    commands.append(" ".join(["python -m training.cross_source", *(argv or sys.argv[1:])]))
+    path = write_table(table, out, commands=commands)
     print(table.to_string(index=False))
     print(f"wrote {path} and {path.with_suffix('.csv')}")
     return 0

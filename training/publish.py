@@ -126,14 +126,14 @@ def publish(
 
 
 def _table_of(markdown: Path | None) -> str:
-    """The table lines of a results file (training.cross_source's), with the command above
+    """The table lines of a results file (training.cross_source's), with the commands above
     them, for a card section; empty without a file."""
     if markdown is None:
         return ""
     lines = markdown.read_text(encoding="utf-8").splitlines()
-    command = next((line for line in lines if line.startswith("`")), "")
+    commands = [line for line in lines if line.startswith("`")]
     table = [line for line in lines if line.startswith("|")]
-    return "\n".join([command, "", *table]).strip()
+    return "\n".join(["\n\n".join(commands), "", *table]).strip()
 
 
 def _pct(value: float | None) -> str:
