@@ -25,6 +25,7 @@ from forensics.trust import (
     InputDomain,
     TrustProfile,
     choose_abstain_band,
+    choose_calibration,
     fit_temperature,
     save_trust_profile,
 )
@@ -74,6 +75,31 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
 def test_temperature_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="both classes"):
         fit_temperature(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def test_a_bias_is_added_only_where_cross_validation_says_it_pays() -> None:
+    rng = np.random.default_rng(1)
+    margins = rng.normal(0, 4, 3_000)
+    # A model that leans to "fake": its boundary sits 1.5 logits too low.
+    leaning = (rng.random(3_000) < sigmoid(margins / 2.0 - 1.5)).astype(int)
+    temperature, bias, evidence = choose_calibration(margins, leaning)
+    assert evidence["chosen"] == "temperature_and_bias" and evidence["folds"] == 5
+    assert (temperature, bias) == (pytest.approx(2.0, rel=0.15), pytest.approx(-1.5, abs=0.3))
+    losses = evidence["cv_log_loss"]
+    gain = losses["temperature"] - losses["temperature_and_bias"]
+    assert gain > evidence["gain_standard_error"] > 0
+    # The bias moves the decision boundary: more right calls than the temperature alone.
+    alone = fit_temperature(margins, leaning)
+    right = lambda p: np.mean((p >= 0.5) == (leaning == 1))  # noqa: E731
+    assert right(sigmoid(margins / temperature + bias)) > right(sigmoid(margins / alone)) + 0.02
+    # A model that does not lean keeps the temperature alone.
+    balanced = (rng.random(3_000) < sigmoid(margins / 2.0)).astype(int)
+    temperature, bias, evidence = choose_calibration(margins, balanced)
+    assert (evidence["chosen"], bias) == ("temperature", 0.0)
+    assert temperature == pytest.approx(fit_temperature(margins, balanced))
+    # Too few images of a class to cross-validate: the temperature alone, no evidence.
+    few = choose_calibration(np.array([-2.0, 1.0, 3.0, 0.5]), np.array([0, 1, 1, 1]))
+    assert few[1:] == (0.0, {"chosen": "temperature", "folds": 1, "cv_log_loss": {}})
 
 
 def test_the_band_is_the_narrowest_that_meets_the_risk() -> None:
@@ -233,6 +259,34 @@ def test_the_profile_round_trips_through_the_checkpoint(fitted) -> None:
         )
     )
     assert first.checkpoint == "ckpt" and first.checkpoint_id == detector.checkpoint_id
+
+
+def test_the_stored_bias_calibrates_and_an_older_record_has_none(fitted, tmp_path) -> None:
+    import json
+    import shutil
+
+    from forensics.trust.profile import TrustProfile as Profile
+
+    directory, data = fitted
+    record = load_detector(directory).metadata["trust"]
+    assert record["fit"]["calibration"]["chosen"] in ("temperature", "temperature_and_bias")
+    copy = shutil.copytree(directory, tmp_path / "biased")
+    meta = json.loads((copy / "model.json").read_text())
+    meta["trust"] = {**meta["trust"], "bias": -2.0}
+    (copy / "model.json").write_text(json.dumps(meta))
+    image = next((data / "test" / "fake").iterdir())
+    verdict = load_detector(copy).predict(image)
+    margin = np.log(verdict.prob_fake_raw / (1 - verdict.prob_fake_raw))
+    expected = sigmoid(margin / record["temperature"] - 2.0)
+    assert verdict.prob_fake == pytest.approx(float(expected))
+    del meta["trust"]["bias"]  # written before Platt scaling
+    (copy / "model.json").write_text(json.dumps(meta))
+    assert load_detector(copy).trust.bias == 0.0
+    assert isinstance(load_detector(copy).trust, Profile)
+    meta["trust"]["bias"] = float("nan")
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="bias"):
+        load_detector(copy)
 
 
 def test_a_tampered_profile_is_a_checkpoint_error(fitted, tmp_path) -> None:

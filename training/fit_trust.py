@@ -4,9 +4,10 @@
 
 Reads the checkpoint's `splits.csv.gz`. From the **training** split: the input domain (image
 sizes, shapes, JPEG qualities, from the scan) and the feature statistics (penultimate features
-of up to `--max-train-images` images). From the **validation** split: the temperature, the
-abstain band (the narrowest band whose answered validation images are wrong at most
-`--max-selective-risk` of the time), the feature-distance threshold and the stability spread.
+of up to `--max-train-images` images). From the **validation** split: the calibration (the
+temperature, and a bias where cross-validation says it pays), the abstain band (the narrowest
+band whose answered validation images are wrong at most `--max-selective-risk` of the time), the
+feature-distance threshold and the stability spread.
 The test split is read once, at the end, for the stored evaluation (`eval/`) and the model
 card's section on what a verdict is worth. `training.publish` runs the same fit.
 """
@@ -44,7 +45,7 @@ from forensics.trust import (
     InputDomain,
     TrustProfile,
     choose_abstain_band,
-    fit_temperature,
+    choose_calibration,
     save_trust_profile,
 )
 from forensics.trust.calibration import negative_log_likelihood, sigmoid
@@ -87,8 +88,8 @@ def fit_trust_profile(
     val_margins, val_features = score(val, stability=True)
     labels = val["label"].to_numpy()
 
-    temperature = fit_temperature(val_margins[:, 0], labels)
-    calibrated = sigmoid(val_margins / temperature)
+    temperature, bias, calibration = choose_calibration(val_margins[:, 0], labels, seed=seed)
+    calibrated = sigmoid(val_margins / temperature + bias)
     band, band_figures = choose_abstain_band(
         calibrated[:, 0],
         labels,
@@ -115,6 +116,7 @@ def fit_trust_profile(
         max_spread=spread,
         record={},
         checked_changes=tuple(changes[i] for i in checked),
+        bias=bias,
     )
     detector.trust = profile  # judge the validation images with every check, as users will be
     verdicts = detector.verdicts_from_scores(val_margins, val_features, manifest_infos(val))
@@ -123,7 +125,8 @@ def fit_trust_profile(
         "train_images": len(train),
         "val_images": len(val),
         "val_nll_before": negative_log_likelihood(val_margins[:, 0], labels, 1.0),
-        "val_nll_after": negative_log_likelihood(val_margins[:, 0], labels, temperature),
+        "val_nll_after": negative_log_likelihood(val_margins[:, 0], labels, temperature, bias),
+        "calibration": calibration,
         "val_ece_before": expected_calibration_error(labels, sigmoid(val_margins[:, 0])),
         "val_ece_after": expected_calibration_error(labels, calibrated[:, 0]),
         "band_only": band_figures,
@@ -159,6 +162,28 @@ def choose_patch_rule(
     return {"chosen": rule, "val_log_loss": dict(losses)}
 
 
+def _describe_calibration(record: Mapping[str, Any]) -> str:
+    """ "temperature 0.525", or with Platt's bias, why it was added."""
+    text = f"temperature {record['temperature']:.3f}"
+    bias = float(record.get("bias", 0.0))
+    choice = record["fit"].get("calibration") or {}
+    if bias:
+        losses = choice["cv_log_loss"]
+        text += (
+            f" and bias {bias:+.3f} (Platt scaling: its {choice['folds']}-fold cross-validated "
+            f"log loss on validation, {losses['temperature_and_bias']:.3f}, beat the temperature "
+            f"alone, {losses['temperature']:.3f}; the bias moves the decision boundary)"
+        )
+    elif choice.get("cv_log_loss"):
+        losses = choice["cv_log_loss"]
+        text += (
+            f" (temperature scaling; a bias did not pay on {choice['folds']}-fold "
+            f"cross-validation: log loss {losses['temperature_and_bias']:.3f} against "
+            f"{losses['temperature']:.3f})"
+        )
+    return text
+
+
 def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     """The model card's section on what a verdict is worth, from the stored record and the
     stored test evaluation."""
@@ -179,7 +204,7 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         "close to the threshold. Everything below was fitted on the training and validation "
         "splits; the test figures were read once, after.",
         "",
-        f"- **Calibration**: temperature {record['temperature']:.3f} (fitted on "
+        f"- **Calibration**: {_describe_calibration(record)} (fitted on "
         f"{fit['val_images']:,} validation images). Expected calibration error on the test "
         f"split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after; a perfectly "
         f"calibrated model would show {test['ece_floor']:.4f} on these {test['n']:,} images "
@@ -340,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fit = record["fit"]["val_decisions"]
     print(
-        f"{args.checkpoint / METADATA_FILE}: temperature {record['temperature']:.3f}, band "
+        f"{args.checkpoint / METADATA_FILE}: temperature {record['temperature']:.3f}, bias "
+        f"{record.get('bias', 0.0):+.3f}, band "
         f"{record['abstain_band']['low']:.3f}-{record['abstain_band']['high']:.3f}; validation: "
         f"answered {fit['coverage']:.1%}, confident-wrong {fit['confident_wrong_rate']:.2%}"
     )

@@ -2,7 +2,12 @@
 training data?) and stability, combined into a decision with reasons. Used by
 `forensics.detector`; fitted by `training.fit_trust`."""
 
-from forensics.trust.calibration import AbstainBand, choose_abstain_band, fit_temperature
+from forensics.trust.calibration import (
+    AbstainBand,
+    choose_abstain_band,
+    choose_calibration,
+    fit_temperature,
+)
 from forensics.trust.domain import FeatureDomain, InputDomain
 from forensics.trust.profile import (
     TRUST_FILE,
@@ -24,6 +29,7 @@ __all__ = [
     "TrustProfile",
     "TrustProfileError",
     "choose_abstain_band",
+    "choose_calibration",
     "fit_temperature",
     "judge",
     "judge_many",

@@ -64,6 +64,8 @@ class TrustProfile:
     # thumbnail, say) is a known weakness, reported in the card, not a reason to refuse most of
     # the images the model was made for.
     checked_changes: tuple[str, ...] = ()
+    # Platt scaling's bias (0: temperature scaling alone), added after the temperature.
+    bias: float = 0.0
 
     @property
     def trust_id(self) -> str:
@@ -72,7 +74,7 @@ class TrustProfile:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def calibrate(self, margins: np.ndarray) -> np.ndarray:
-        return sigmoid(np.asarray(margins, dtype=np.float64) / self.temperature)
+        return sigmoid(np.asarray(margins, dtype=np.float64) / self.temperature + self.bias)
 
     def to_record(self, figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The JSON record stored in model.json (the feature statistics go to TRUST_FILE)."""
@@ -80,6 +82,7 @@ class TrustProfile:
         return {
             "version": TRUST_VERSION,
             "temperature": self.temperature,
+            "bias": self.bias,
             "abstain_band": self.band.to_dict(),
             "input_domain": self.input_domain.to_dict(),
             "feature_threshold": self.feature_domain.threshold,
@@ -195,10 +198,13 @@ def load_trust_profile(directory: Path, metadata: Mapping[str, Any]) -> TrustPro
         if mean.ndim != 1 or precision.shape != (dim, dim) or not np.isfinite(precision).all():
             raise ValueError("feature statistics have inconsistent shapes or are not finite")
         temperature, max_spread = float(record["temperature"]), float(record["max_spread"])
+        bias = float(record.get("bias", 0.0))  # records before Platt scaling have none
         band_record = record["abstain_band"]
         band = AbstainBand(float(band_record["low"]), float(band_record["high"]))
         if not (0 < temperature < np.inf and 0 <= band.low <= band.high <= 1 and max_spread >= 0):
             raise ValueError("temperature, band or spread out of range")
+        if not np.isfinite(bias):
+            raise ValueError("calibration bias is not finite")
         return TrustProfile(
             temperature=temperature,
             band=band,
@@ -212,6 +218,7 @@ def load_trust_profile(directory: Path, metadata: Mapping[str, Any]) -> TrustPro
             max_spread=max_spread,
             record=record,
             checked_changes=tuple(str(name) for name in record["checked_changes"]),
+            bias=bias,
         )
     except (KeyError, TypeError, ValueError, OSError, SafetensorError) as exc:
         raise TrustProfileError(f"the checkpoint's trust profile is unusable: {exc}") from None
