@@ -41,6 +41,7 @@ from forensics.perturb import PERTURBATIONS, perturb_file, perturbation_kind
 CLEAN = "clean"
 SUMMARY_FILE, RECORD_FILE, FIGURE_FILE = "robustness.csv", "robustness.json", "robustness.html"
 PARTS = "parts"
+STORED_FOLDER = "robustness"  # CHECKPOINT/robustness/: a checkpoint's own sweep (its csv, json)
 SAMPLE_SEED = 0
 COLUMNS = (
     "perturbation", "strength", "setting", "n", "accuracy", "roc_auc", "share_flipped",
@@ -321,3 +322,16 @@ def sweep_command(
     for spec in perturbations:
         words += ["--perturbation", spec]
     return shlex.join([*words, "--out", str(out)])
+
+
+def compare_verdicts(before, after, change: str) -> str:
+    """One sentence on what `change` did to a verdict: whether the decision and the call held,
+    and how far P(fake) moved."""
+    moved = f"P(fake) {before.prob_fake:.3f} -> {after.prob_fake:.3f}"
+    if before.decision != after.decision:
+        text = f"Under {change} the decision changes from {before.decision} to {after.decision}"
+    else:
+        text = f"Under {change} the decision stays {before.decision}"
+    if before.label != after.label:
+        text += f"; the thresholded call flips from {before.label} to {after.label}"
+    return f"{text} ({moved})."
