@@ -53,6 +53,11 @@ def test_a_sweep_goes_into_an_existing_card_without_republishing(
     assert f"JPEG quality 70: accuracy {jpeg['accuracy']:.2f}, " in section
     assert f"{jpeg['share_flipped']:.0%} of verdicts flip" in section
     assert section.count("\n| ") == 1 + len(table)  # the header and one row per setting
+    uncaught = table[table["confident_wrong"] > 0.05]
+    if uncaught.empty:
+        assert "No change here leaves more than 5% of the images confidently wrong" in section
+    else:
+        assert "**Not caught by the trust checks**" in section
     stored, _ = read_sweep(tiny_checkpoint / "robustness")
     assert stored.equals(table)
     assert (tiny_checkpoint / "model.safetensors").read_bytes() == weights
@@ -87,3 +92,26 @@ def test_a_sweep_of_other_weights_or_an_unfinished_one_is_refused(
     assert robustness_main([str(tiny_checkpoint), "--sweep", str(sweep)]) == 2
     err = capsys.readouterr().err
     assert "is a sweep of checkpoint" in err and not (tiny_checkpoint / "MODEL_CARD.md").exists()
+
+
+def test_the_section_names_the_changes_the_trust_checks_miss() -> None:
+    import pandas as pd
+
+    from forensics.robustness import COLUMNS
+    from training.robustness import describe_robustness
+
+    rows = [
+        ("clean", None, "clean (as stored)", 10, 0.9, 0.95, 0.0, 0.9, 0.95, 0.02),
+        ("jpeg", 70.0, "JPEG quality 70", 10, 0.9, 0.95, 0.1, 0.8, 0.95, 0.03),
+        ("blur", 1.0, "blur sigma 1 px", 10, 0.6, 0.7, 0.4, 0.9, 0.6, 0.36),
+    ]
+    summary = pd.DataFrame(rows, columns=list(COLUMNS))
+    text = describe_robustness(summary, {"command": "python -m forensics robustness X"})
+    assert (
+        "Key figures: JPEG quality 70: accuracy 0.90, 10% of verdicts flip, 80% answered; " in text
+    )
+    assert "confident, wrong answer (share of all images): blur sigma 1 px (36%)." in text
+    assert "JPEG quality 70 (" not in text.split("Not caught")[1]
+    calm = describe_robustness(summary.iloc[:2], {})
+    assert "No change here leaves more than 5% of the images confidently wrong" in calm
+    assert "(command not recorded)" in calm

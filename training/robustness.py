@@ -41,6 +41,7 @@ from training.card import CARD_FILE, write_card_section
 
 SECTION = "robustness"
 DEFAULT_MAX_IMAGES = 2000
+UNCAUGHT = 0.05  # a confident-wrong share above this is named in the card
 # The settings the card names in its summary line: the ones a teacher would try first.
 KEY_SETTINGS = (("jpeg", 70.0), ("scale", 0.5), ("blur", 1.0), ("noise", 5.0), ("crop", 0.75))
 
@@ -75,19 +76,41 @@ def describe_robustness(summary: pd.DataFrame, record: dict) -> str:
         "quality, or the changed picture saved again as the original was (same JPEG tables). "
         f"Decisions are made {checks} the stability check. *Flipped* is the share of images "
         "whose thresholded call differs from the call on the stored file; *answered* is the "
-        "share that gets `real` or `fake` rather than `unsure`.",
+        "share that gets `real` or `fake` rather than `unsure`; *confident and wrong* is the "
+        "share answered wrongly, over all images: where it is high, the trust checks do not see "
+        "the change.",
         "",
         "Key figures: " + "; ".join(key) + ".",
         "",
-        "| change | accuracy | ROC-AUC | verdicts flipped | answered | accuracy on the answered |",
-        "|---|---|---|---|---|---|",
+        _uncaught(summary),
+        "",
+        "| change | accuracy | ROC-AUC | verdicts flipped | answered | accuracy on the answered "
+        "| confident and wrong |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples(index=False):
         lines.append(
             f"| {row.setting} | {_pct(row.accuracy)} | {_decimal(row.roc_auc)} | "
-            f"{_pct(row.share_flipped)} | {_pct(row.answered)} | {_pct(row.accuracy_answered)} |"
+            f"{_pct(row.share_flipped)} | {_pct(row.answered)} | {_pct(row.accuracy_answered)} | "
+            f"{_pct(row.confident_wrong)} |"
         )
     return "\n".join(lines)
+
+
+def _uncaught(summary: pd.DataFrame) -> str:
+    """The changes after which more than UNCAUGHT of all images get a confident, wrong answer."""
+    rows = summary[summary["confident_wrong"] > UNCAUGHT].sort_values("confident_wrong")[::-1]
+    if rows.empty:
+        return (
+            f"No change here leaves more than {UNCAUGHT:.0%} of the images confidently wrong: "
+            "where accuracy falls, the checks say `unsure` instead."
+        )
+    named = ", ".join(f"{r.setting} ({r.confident_wrong:.0%})" for r in rows.itertuples())
+    return (
+        f"**Not caught by the trust checks**: after these changes more than {UNCAUGHT:.0%} of "
+        f"the images get a confident, wrong answer (share of all images): {named}. Do not trust "
+        "a confident verdict on an image that may have been changed this way."
+    )
 
 
 def card_from_sweep(checkpoint: Path, sweep: Path, *, store: bool = True) -> pd.DataFrame:

@@ -116,7 +116,7 @@ def draw_sweep(table: pd.DataFrame, record: dict) -> None:
         "the call on the stored file. Answered: the decision is real or fake, not unsure."
     )
     shown = table[["setting", "n", "accuracy", "roc_auc", "share_flipped", "answered",
-                   "accuracy_answered"]]  # fmt: skip
+                   "accuracy_answered", "confident_wrong"]]  # fmt: skip
     st.dataframe(shown.round(4), hide_index=True, width="stretch")
     if record.get("command"):
         st.caption("Made with:")
