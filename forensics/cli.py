@@ -1,4 +1,5 @@
-"""Command line: `python -m forensics predict IMG...`, `evidence IMG...` and `evaluate --data DIR`.
+"""Command line: `python -m forensics predict IMG...`, `evidence IMG...`, `evaluate --data DIR`
+and `robustness --data DIR --out OUT`.
 
 `predict` also takes folders: their image files, recursively (see expand_image_paths).
 
@@ -56,18 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_option(predict)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
-    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
-    evaluate.add_argument(
-        "--split",
-        default="all",
-        help="train, val, test or all (default: all); needs split folders or --splits",
-    )
-    evaluate.add_argument(
-        "--splits",
-        type=Path,
-        default=None,
-        help="a split file (CSV, as saved by training) to apply to the data",
-    )
+    _add_dataset_options(evaluate)
     evaluate.add_argument(
         "--checkpoint",
         type=Path,
@@ -85,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the stability check (five times less work; decisions then ignore it)",
     )
     _add_engine_option(evaluate)
+    _add_robustness_command(commands)
 
     evidence = commands.add_parser(
         "evidence",
@@ -98,6 +89,69 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("images", nargs="+", type=Path, help="image files or folders")
     evidence.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
+
+
+def _add_dataset_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--data", type=Path, required=True, help="dataset folder or .zip")
+    command.add_argument(
+        "--split",
+        default="all",
+        help="train, val, test or all (default: all); needs split folders or --splits",
+    )
+    command.add_argument(
+        "--splits",
+        type=Path,
+        default=None,
+        help="a split file (CSV, as saved by training) to apply to the data",
+    )
+
+
+def _add_robustness_command(commands) -> None:
+    from forensics.perturb import PERTURBATIONS
+
+    sweep = ", ".join(
+        f"{k.name} ({k.title}: {', '.join(f'{s:g}' for s in k.sweep)})"
+        for k in PERTURBATIONS.values()
+    )
+    robustness = commands.add_parser(
+        "robustness",
+        help="accuracy, ROC-AUC and flipped verdicts under JPEG, resizing, blur, noise, crops",
+        description="Judge the images clean and under each perturbation as the file a user "
+        "would get, and write OUT/robustness.csv, OUT/robustness.html (the curves) and "
+        "OUT/robustness.json (how it was made). Run the same command again after a crash or "
+        f"kill: finished settings are kept (OUT/parts/). Perturbations and strengths: {sweep}.",
+        epilog="Exit codes: 0 done; 2 bad arguments, dataset or checkpoint.",
+    )
+    _add_dataset_options(robustness)
+    robustness.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the shipped model), or auto",
+    )
+    robustness.add_argument("--out", type=Path, required=True, help="folder for the sweep")
+    robustness.add_argument(
+        "--max-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="judge at most N images of the selection (a seeded sample)",
+    )
+    robustness.add_argument(
+        "--perturbation",
+        action="append",
+        default=None,
+        metavar="NAME[=S1,S2]",
+        help="only this perturbation, at its sweep strengths or at those given (repeat for "
+        "several); default: all of them",
+    )
+    robustness.add_argument("--batch-size", type=int, default=64)
+    robustness.add_argument(
+        "--no-stability",
+        action="store_true",
+        help="skip the stability check (five times less work; decisions then ignore it)",
+    )
+    _add_engine_option(robustness)
 
 
 def _add_engine_option(command: argparse.ArgumentParser) -> None:
@@ -119,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_predict(args)
         if args.command == "evidence":
             return run_evidence(args)
+        if args.command == "robustness":
+            return run_robustness(args)
         return run_evaluate(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -254,7 +310,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from forensics.data import SPLITS, load_splits
     from forensics.distributed import (
         gather_arrays,
         init_distributed,
@@ -267,32 +322,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         summarize_verdicts,
         write_evaluation,
     )
-    from forensics.scan import load_or_build_manifest
 
-    if args.split != "all" and args.split not in SPLITS:
-        raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    detector = _load(args.checkpoint, args.engine)
-    try:
-        discovery = load_or_build_manifest(args.data)
-        manifest = discovery.manifest
-        if args.splits is not None:
-            manifest = load_splits(manifest, args.splits)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    if not discovery.skipped.empty:
-        print(
-            f"skipped {len(discovery.skipped)} unreadable or unlabelled files "
-            f"(listed in {args.out / 'skipped.csv'})",
-            file=sys.stderr,
-        )
-    if args.split != "all":
-        if manifest["split"].isna().all():
-            raise UsageError(f"{args.data} has no split folders; use --split all or --splits FILE")
-        manifest = manifest[manifest["split"] == args.split].reset_index(drop=True)
-        if manifest.empty:
-            raise UsageError(f"the {args.split} split is empty")
+    detector, manifest, discovery = _judge_selection(args)
     # Under torchrun each process predicts every WORLD_SIZE-th image; rank 0 puts them back in
     # manifest order, so the merged predictions.csv is the single-process one.
     setup = init_distributed(torch.device("cpu"))
@@ -334,4 +365,72 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{'n/a' if answered is None else f'{answered:.4f}'}, confident-wrong "
         f"{metrics['confident_wrong_rate']:.1%} -> {args.out}"
     )
+    return 0
+
+
+def _judge_selection(args: argparse.Namespace):
+    """(detector, the manifest rows of --data/--splits/--split, the discovery) for evaluate
+    and robustness; UsageError for anything the user can fix."""
+    from forensics.data import SPLITS, load_splits
+    from forensics.scan import load_or_build_manifest
+
+    if args.split != "all" and args.split not in SPLITS:
+        raise UsageError(f"--split must be one of {[*SPLITS, 'all']}, got {args.split!r}")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    detector = _load(args.checkpoint, args.engine)
+    try:
+        discovery = load_or_build_manifest(args.data)
+        manifest = discovery.manifest
+        if args.splits is not None:
+            manifest = load_splits(manifest, args.splits)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if not discovery.skipped.empty:
+        print(
+            f"skipped {len(discovery.skipped)} unreadable or unlabelled files "
+            f"(listed in {args.out / 'skipped.csv'})",
+            file=sys.stderr,
+        )
+    if args.split != "all":
+        if manifest["split"].isna().all():
+            raise UsageError(f"{args.data} has no split folders; use --split all or --splits FILE")
+        manifest = manifest[manifest["split"] == args.split].reset_index(drop=True)
+        if manifest.empty:
+            raise UsageError(f"the {args.split} split is empty")
+    return detector, manifest, discovery
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from forensics.robustness import (
+        describe_row,
+        parse_settings,
+        run_sweep,
+        select_rows,
+        sweep_command,
+    )
+
+    try:  # the arguments first: a typo must not wait for a dataset scan
+        settings = parse_settings(args.perturbation)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_images is not None and args.max_images < 1:
+        raise UsageError(f"--max-images must be at least 1, got {args.max_images}")
+    detector, manifest, discovery = _judge_selection(args)
+    rows = select_rows(manifest, max_images=args.max_images)
+    command = sweep_command(
+        args.data, args.checkpoint, args.out, split=args.split,
+        splits=args.splits, max_images=args.max_images, stability=not args.no_stability,
+        perturbations=args.perturbation or (),
+    )  # fmt: skip
+    record = {"command": command, "data_root": str(args.data), "split": args.split}
+    summary = run_sweep(
+        detector, args.data, rows, args.out, settings=settings,
+        stability=not args.no_stability, batch_size=args.batch_size, record=record,
+    )  # fmt: skip
+    if not discovery.skipped.empty:
+        discovery.skipped.to_csv(args.out / "skipped.csv", index=False)
+    for row in summary.to_dict("records"):
+        print(describe_row(row))
+    print(f"-> {args.out / 'robustness.csv'}, {args.out / 'robustness.html'}")
     return 0

@@ -376,3 +376,64 @@ def plot_roc_comparison(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> go.
         xaxis_title="false positive rate", yaxis_title="true positive rate", height=380
     )
     return figure
+
+
+ROBUSTNESS_METRICS = {
+    "accuracy": ("accuracy", "solid"),
+    "roc_auc": ("ROC-AUC", "dash"),
+    "share_flipped": ("share of verdicts flipped", "dot"),
+    "answered": ("share answered", "dashdot"),
+}
+
+
+def plot_robustness(summary: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """One panel per perturbation of a robustness sweep (`forensics.robustness` table): its
+    accuracy, ROC-AUC, share of verdicts flipped and share answered against the strength, with
+    the clean accuracy as a dotted line. JPEG quality runs high to low: stronger to the right."""
+    from plotly.subplots import make_subplots
+
+    from forensics.perturb import PERTURBATIONS
+
+    kinds = [k for k in dict.fromkeys(summary["perturbation"]) if k in PERTURBATIONS]
+    clean = summary[summary["perturbation"] == "clean"]
+    figure = make_subplots(
+        rows=1,
+        cols=max(1, len(kinds)),
+        shared_yaxes=True,
+        subplot_titles=[PERTURBATIONS[k].title for k in kinds],
+    )
+    colours = px.colors.qualitative.Plotly
+    for column, kind in enumerate(kinds, start=1):
+        rows = summary[summary["perturbation"] == kind].sort_values("strength")
+        for index, (metric, (name, dash)) in enumerate(ROBUSTNESS_METRICS.items()):
+            figure.add_trace(
+                go.Scatter(
+                    x=rows["strength"],
+                    y=rows[metric],
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=metric,
+                    showlegend=column == 1,
+                    line={"color": colours[index], "dash": dash},
+                    hovertemplate=f"%{{x}}: {name} %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+        if not clean.empty:
+            figure.add_hline(
+                y=float(clean["accuracy"].iloc[0]),
+                line={"color": "grey", "dash": "dot", "width": 1},
+                row=1,
+                col=column,
+            )
+        if kind == "jpeg":
+            figure.update_xaxes(autorange="reversed", row=1, col=column)
+    figure.update_yaxes(range=[0, 1.02], title_text="share", row=1, col=1)
+    figure.update_layout(
+        title=title or "Robustness: verdicts under perturbations (dotted: clean accuracy)",
+        height=380,
+        margin={"l": 40, "r": 20, "t": 80, "b": 40},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure

@@ -242,3 +242,25 @@ def test_a_patch_model_shows_its_patch_map_and_opens_the_cam_of_any_patch(
     box = next(s for s in at.selectbox if s.label.startswith("Open the CAM")).value
     assert box != first
     assert any(f"Patch x {box[0]}-{box[2]}, y {box[1]}-{box[3]}" in c for c in image_captions(at))
+
+
+def test_try_a_perturbation_shows_the_changed_file_beside_the_original(app: AppTest) -> None:
+    at = upload(app, "sample.png", image_bytes(make_image(5, size=32), "PNG"))
+    assert not [s for s in at.slider if s.label == "JPEG quality"]  # off until asked for
+    at.toggle[0].set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.toggle[0].label == "Try a perturbation"
+    quality = next(s for s in at.slider if s.label == "JPEG quality")
+    assert quality.value == 70
+    titles = [m.label for m in at.metric]
+    assert "As uploaded" in titles and "JPEG quality 70" in titles
+    assert any(c.value.startswith("Under JPEG quality 70 the decision ") for c in at.caption)
+    captions = image_captions(at)
+    assert any(c.startswith("JPEG quality 70: gradcam") for c in captions), captions
+    quality.set_value(20).run()
+    assert not at.exception, at.exception
+    changed = next(m for m in at.metric if m.label == "JPEG quality 20")
+    assert changed.delta.startswith("P(fake) = ")
+    next(s for s in at.selectbox if s.label == "Perturbation").set_value("blur").run()
+    assert next(s for s in at.slider if s.label == "blur sigma (px)").value == 1.0
+    assert any(m.label == "blur sigma 1 px" for m in at.metric)

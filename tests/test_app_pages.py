@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from forensics.ui.common import OTHER_CHECKPOINT
 from forensics.ui.results import ON_DATASET, STORED
+from forensics.ui.robustness import NEW_SWEEP, STORED_SWEEP
 from tests.conftest import write_dataset
 from training.publish import main as publish_main
 from training.train import main as train_main
@@ -604,3 +605,54 @@ def test_the_stability_check_is_a_choice_with_its_own_cached_results(environment
     _evaluate_if_asked(at)
     assert "without the stability check" not in _caption_with(at, "Checkpoint")
     assert "20 images" in _caption_with(at, "Checkpoint")
+
+
+def _sweep_radio(at: AppTest):
+    return next(r for r in at.radio if r.label == "Sweep")
+
+
+def test_the_stored_robustness_sweep_is_drawn_with_its_command(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert _sweep_radio(at).value == STORED_SWEEP
+    assert any(s.value.startswith("Robustness") for s in at.subheader)
+    table = next(d.value for d in at.dataframe if "share_flipped" in d.value.columns)
+    assert table["setting"].iloc[0] == "clean (as stored)" and len(table) == 19
+    assert any("python -m forensics robustness --data" in c.value for c in at.code)
+    chart = at.get("plotly_chart")
+    assert any("JPEG quality" in element.proto.spec for element in chart)
+
+
+def test_a_new_robustness_sweep_runs_on_the_evaluated_images_and_is_cached(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(ON_DATASET).run()
+    next(s for s in at.selectbox if s.label == "Split").set_value("all").run()
+    _evaluate_if_asked(at)
+    _sweep_radio(at).set_value(NEW_SWEEP).run()
+    next(n for n in at.number_input if n.label.startswith("At most")).set_value(6).run()
+    button = next(b for b in at.button if b.label.startswith("Sweep "))
+    assert button.label == "Sweep 6 images under 18 perturbations"
+    button.click().run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "share_flipped" in d.value.columns)
+    assert list(table["n"].unique()) == [6] and table["share_flipped"].iloc[0] == 0
+    again = _run(_evaluation_script)  # a new session: from the disk cache, no button
+    _sweep_radio(again).set_value(NEW_SWEEP).run()
+    next(n for n in again.number_input if n.label.startswith("At most")).set_value(6).run()
+    assert not [b for b in again.button if b.label.startswith("Sweep ")]
+
+
+def test_a_new_sweep_needs_an_evaluation_on_the_dataset(environment, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(_copy_without_sweep(environment, tmp_path)))
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert any("ships no robustness sweep" in i.value for i in at.info)
+    _sweep_radio(at).set_value(NEW_SWEEP).run()
+    assert any("Evaluate on the sidebar's dataset" in i.value for i in at.info)
+
+
+def _copy_without_sweep(environment, tmp_path: Path) -> Path:
+    copy = tmp_path / "no_sweep"
+    shutil.copytree(environment["checkpoint"], copy, ignore=shutil.ignore_patterns("eval_cache"))
+    shutil.rmtree(copy / "robustness")
+    return copy

@@ -371,3 +371,29 @@ def test_dataset_pages_explain_a_folder_without_images(
         page.get_by_text(message).first.wait_for(timeout=60_000)
         _assert_clean(page)
     _screenshot(page, f"evaluation_{case}_dataset.png")
+
+
+def test_moving_the_jpeg_quality_control_shows_the_perturbed_verdict(
+    app_url: str, browser_page, upload_file: Path
+) -> None:
+    page = browser_page
+    upload_to_classify(page, app_url, str(upload_file))
+    page.get_by_text("What the model saw").wait_for(timeout=90_000)
+    page.get_by_text("Try a perturbation", exact=True).click()
+    page.get_by_text("JPEG quality 70", exact=True).first.wait_for(timeout=90_000)
+    slider = page.get_by_test_id("stSlider").filter(has_text="JPEG quality").get_by_role("slider")
+    slider.focus()
+    for _ in range(4):  # 70 -> 50, a step of 5 per key
+        page.keyboard.press("ArrowLeft")
+    page.get_by_text("JPEG quality 50", exact=True).first.wait_for(timeout=90_000)
+    page.get_by_text("Under JPEG quality 50 the decision", exact=False).wait_for(timeout=90_000)
+    body = page.inner_text("body")
+    assert "As uploaded" in body and "JPEG quality 50: gradcam" in body
+    shown = page.get_by_test_id("stMetricValue").all_inner_texts()
+    assert len(shown) >= 3 and all(
+        s.strip() in ("AI-generated", "Real photograph", "Unsure") for s in shown
+    )
+    assert "Traceback" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_text("Try a perturbation", exact=True).scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "classify_perturbation.png"))

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from forensics import load_detector
 from forensics.evaluation import compute_metrics
+from forensics.robustness import read_sweep
 from tests.conftest import write_dataset
 from training.publish import main as publish_main
 from training.train import main as train_main
@@ -65,6 +66,16 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     assert "| other | 6 |" in card
     assert not re.search(r"\{\w+\}", card)  # every template field was filled
 
+    # The robustness sweep of the test split: stored beside the card, its figures in it, its
+    # clean row the stored evaluation's.
+    summary, record = read_sweep(dest / "robustness")
+    assert set(summary["n"]) == {metrics["n"]} and len(summary) == 19
+    assert summary["accuracy"].iloc[0] == metrics["accuracy"]
+    assert record["command"].startswith("python -m forensics robustness --data ")
+    assert f"--splits {dest / 'splits.csv.gz'}" in record["command"]
+    assert "<!-- robustness:start -->" in card and record["command"] in card
+    assert (finished_run / "robustness" / "parts" / "jpeg_70" / "metrics.json").is_file()
+
 
 @pytest.mark.parametrize(
     "template", ["model_card_cifake.md", "model_card_faces.md", "model_card_photos.md"]
@@ -74,7 +85,9 @@ def test_every_shipped_card_template_is_filled(
 ) -> None:
     dest = tmp_path / "shipped"
     path = Path(__file__).resolve().parent.parent / "training" / template
-    assert publish_main([str(finished_run), "--to", str(dest), "--template", str(path)]) == 0
+    argv = [str(finished_run), "--to", str(dest), "--template", str(path), "--no-robustness"]
+    assert publish_main(argv) == 0
+    assert not (dest / "robustness").exists()
     card = (dest / "MODEL_CARD.md").read_text()
     metrics = json.loads((dest / "eval" / "metrics.json").read_text())
     assert f"| accuracy | {100 * metrics['accuracy']:.2f}% |" in card
@@ -111,6 +124,7 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     template = Path(__file__).resolve().parent.parent / "training" / "model_card_photos.md"
     argv = [str(finished_run), "--to", str(dest), "--patches", "16", "--max-patches", "9",
             "--template", str(template), "--cross-source", str(table)]  # fmt: skip
+    argv.append("--no-robustness")  # measured in the test above
     assert publish_main(argv) == 0
     card = (dest / "MODEL_CARD.md").read_text()
     assert "`python -m training.cross_source x`\n\n| run | a |\n|---|---|\n| npr | 0.9 |" in card

@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-from forensics.atomic import write_text_atomic
 from forensics.checkpoint import METADATA_FILE, CheckpointError, update_metadata
 from forensics.data import ImageStore, dataset_fingerprint, load_splits
 from forensics.detector import Detector, load_detector
@@ -50,10 +49,10 @@ from forensics.trust import (
 )
 from forensics.trust.calibration import negative_log_likelihood, sigmoid
 from forensics.trust.stability import MAX_FLIP_RATE, fit_max_spread, flip_rates
+from training.card import CARD_FILE, write_card_section
 
 SPLIT_FILE = "splits.csv.gz"
-CARD_FILE = "MODEL_CARD.md"
-CARD_START, CARD_END = "<!-- trust:start -->", "<!-- trust:end -->"
+TRUST_SECTION = "trust"  # the card section training.card writes
 
 
 def fit_trust_profile(
@@ -192,7 +191,6 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     quality = domain["jpeg_quality"]
     val = fit["val_decisions"]
     lines = [
-        CARD_START,
         "## What a verdict is worth",
         "",
         "*Written by `python -m training.fit_trust` from `model.json`'s trust record and "
@@ -225,7 +223,6 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"{_pct(val['selective_accuracy'])} | {val['confident_wrong_rate']:.2%} |",
         f"| test | {test['n']:,} | {test['coverage']:.1%} | "
         f"{_pct(test['selective_accuracy'])} | {test['confident_wrong_rate']:.2%} |",
-        CARD_END,
     ]
     return "\n".join(lines)
 
@@ -277,19 +274,6 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def write_card_section(card: Path, section: str) -> None:
-    """Put `section` into the card between its markers (replacing an older one), or at the
-    end of a card that has none yet."""
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    if CARD_START in text and CARD_END in text:
-        before, rest = text.split(CARD_START, 1)
-        after = rest.split(CARD_END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
-    write_text_atomic(card, text)
-
-
 def fit_checkpoint(
     directory: Path,
     root: Path,
@@ -328,7 +312,7 @@ def fit_checkpoint(
         "metrics": {**detector.metadata.get("metrics", {}), "test": metrics},
     }
     update_metadata(directory, meta)
-    write_card_section(directory / CARD_FILE, describe_trust(meta["trust"], metrics))
+    write_card_section(directory / CARD_FILE, TRUST_SECTION, describe_trust(meta["trust"], metrics))
     return meta["trust"]
 
 

@@ -5,8 +5,8 @@
 
 Copies the best checkpoint as float16 (small file, upcast on load), its history and split,
 re-evaluates the *shipped* weights on the run's test split (so every figure describes exactly
-the file that ships), optionally measures out-of-domain folders, and writes MODEL_CARD.md from
-those figures.
+the file that ships), optionally measures out-of-domain folders, writes MODEL_CARD.md from
+those figures, and runs the robustness sweep on the test split (`training.robustness`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,9 @@ from forensics.evaluation import calibrated_ece_floor, run_evaluation, write_eva
 from forensics.patches import PatchSpec
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
-from training.fit_trust import (
-    describe_dataset,
-    describe_trust,
-    fit_trust_profile,
-    write_card_section,
-)
+from training.card import CARD_FILE, write_card_section
+from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
+from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
 
 DEFAULT_CONFIG_NAME = "training/configs/cifake_resnet18.yaml"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card_cifake.md"
@@ -53,9 +50,12 @@ def publish(
     max_selective_risk: float = 0.01,
     patches: PatchSpec | None = None,
     cross_source: Path | None = None,
+    robustness_max_images: int | None = DEFAULT_MAX_IMAGES,
 ) -> dict[str, Any]:
     """`patches`: the shipped model judges native-resolution patches of that size (its
-    combining rule is then chosen on validation by the trust fit)."""
+    combining rule is then chosen on validation by the trust fit). `robustness_max_images`:
+    the robustness sweep's bound on the test images (None: no sweep); it runs in
+    RUN_DIR/robustness, so a publish killed during it resumes there."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     model, meta = load_checkpoint(run_dir / "best")
     if patches is not None:
@@ -116,8 +116,12 @@ def publish(
         train_commands,
         cross_source=_table_of(cross_source),
     )
-    write_text_atomic(dest / "MODEL_CARD.md", card)
-    write_card_section(dest / "MODEL_CARD.md", describe_trust(meta["trust"], metrics))
+    write_text_atomic(dest / CARD_FILE, card)
+    write_card_section(dest / CARD_FILE, TRUST_SECTION, describe_trust(meta["trust"], metrics))
+    if robustness_max_images is not None:
+        sweep_test_split(
+            dest, root, manifest, run_dir / "robustness", max_images=robustness_max_images
+        )
     print(
         f"published {run_dir} -> {dest}: test accuracy {metrics['accuracy']:.4f} "
         f"on {metrics['n']} images"
@@ -303,7 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-patches", type=int, default=64, help="with --patches: at most this many per image"
     )
+    parser.add_argument(
+        "--robustness-max-images",
+        type=int,
+        default=DEFAULT_MAX_IMAGES,
+        metavar="N",
+        help="the robustness sweep judges at most N test images, a seeded sample "
+        f"(default {DEFAULT_MAX_IMAGES})",
+    )
+    parser.add_argument(
+        "--no-robustness", action="store_true", help="skip the robustness sweep and its section"
+    )
     args = parser.parse_args(argv)
+    if args.robustness_max_images < 1:
+        parser.error("--robustness-max-images must be at least 1")
     this_command = shlex.join(["python", "-m", "training.publish", *(argv or sys.argv[1:])])
     if not (args.run_dir / "best" / "model.json").is_file():
         print(f"error: {args.run_dir} holds no finished run (no best/model.json)", file=sys.stderr)
@@ -321,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         max_selective_risk=args.max_selective_risk,
         patches=PatchSpec(args.patches, args.max_patches) if args.patches else None,
         cross_source=args.cross_source,
+        robustness_max_images=None if args.no_robustness else args.robustness_max_images,
     )
     return 0
 

@@ -35,6 +35,7 @@ from forensics.ui.common import (
     selected_detector,
 )
 from forensics.ui.decision import draw_decision
+from forensics.ui.perturbation import draw_perturbation
 
 TARGET_CHOICES = {
     "both": "why fake and why real",
@@ -154,6 +155,7 @@ def show_result(
             with st.spinner(f"Computing {method} for that patch…"):
                 explanations = [explain_cached(detector, data, method, t, box=box) for t in targets]
     draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
+    draw_perturbation(detector, item, method=method, target=target, opacity=opacity)
     draw_evidence(item)
 
 

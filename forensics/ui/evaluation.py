@@ -1,6 +1,6 @@
 """Model evaluation: metrics, confusion matrix, ROC/PR, calibration and score histograms, with a
 threshold slider that updates the thresholded figures live, and what the model's decisions (real,
-fake or unsure) are worth."""
+fake or unsure) are worth, and how the verdicts survive JPEG, resizing, blur, noise and crops."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from forensics.ui.common import (
     selected_threshold,
 )
 from forensics.ui.results import choose_results, evaluate_rows
+from forensics.ui.robustness import draw_robustness
 
 METRIC_NAMES = {
     "accuracy": "Accuracy",
@@ -161,6 +162,7 @@ def evaluation_page() -> None:
     calibration.plotly_chart(decided["reliability"], width="stretch")
     histogram.plotly_chart(figures["histogram"], width="stretch")
     draw_comparison(detector, results, threshold)
+    draw_robustness(detector, results)
 
 
 def _choose_other_checkpoint(detector) -> str | None:
