@@ -323,3 +323,25 @@ def test_a_resample_round_trip_keeps_the_size_and_smooths_the_finest_detail() ->
     assert detail(out) < 0.8 * detail(image)
     with pytest.raises(ValueError, match="positive"):
         resample_roundtrip(image, 0)
+
+
+def test_the_card_says_why_a_bias_was_or_was_not_used() -> None:
+    from training.fit_trust import _describe_calibration
+
+    evidence = {"chosen": "temperature", "folds": 5, "gain_standard_error": 0.027,
+                "cv_log_loss": {"temperature": 0.196, "temperature_and_bias": 0.171}}  # fmt: skip
+    record = {"temperature": 0.525, "fit": {"val_images": 120, "calibration": evidence}}
+    assert _describe_calibration(record) == (
+        "temperature 0.525, fitted on 120 validation images (no bias: a bias changed the 5-fold "
+        "cross-validated log loss from 0.196 to 0.171 (a gain of 0.025, standard error 0.027), "
+        "not more than one standard error)"
+    )
+    biased = {**record, "bias": -0.8, "fit": {"val_images": 120, "calibration": {
+        **evidence, "chosen": "temperature_and_bias", "gain_standard_error": 0.01}}}  # fmt: skip
+    assert _describe_calibration(biased).startswith(
+        "temperature 0.525, bias -0.800, fitted on 120 validation images (Platt scaling: a bias "
+    )
+    # A record from before Platt scaling: the temperature alone.
+    assert _describe_calibration({"temperature": 2.0, "fit": {"val_images": 9}}) == (
+        "temperature 2.000, fitted on 9 validation images"
+    )

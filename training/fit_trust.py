@@ -162,25 +162,25 @@ def choose_patch_rule(
 
 
 def _describe_calibration(record: Mapping[str, Any]) -> str:
-    """ "temperature 0.525", or with Platt's bias, why it was added."""
-    text = f"temperature {record['temperature']:.3f}"
+    """The calibration line's opening: the temperature (and Platt's bias, where one is used),
+    the images it was fitted on, and what cross-validation said of a bias."""
+    fit = record["fit"]
     bias = float(record.get("bias", 0.0))
-    choice = record["fit"].get("calibration") or {}
+    text = f"temperature {record['temperature']:.3f}" + (f", bias {bias:+.3f}" if bias else "")
+    text += f", fitted on {fit['val_images']:,} validation images"
+    choice = fit.get("calibration") or {}
+    losses = choice.get("cv_log_loss")
+    if not losses:
+        return text
+    gain = losses["temperature"] - losses["temperature_and_bias"]
+    evidence = (
+        f"a bias changed the {choice['folds']}-fold cross-validated log loss from "
+        f"{losses['temperature']:.3f} to {losses['temperature_and_bias']:.3f} (a gain of "
+        f"{gain:.3f}, standard error {choice['gain_standard_error']:.3f})"
+    )
     if bias:
-        losses = choice["cv_log_loss"]
-        text += (
-            f" and bias {bias:+.3f} (Platt scaling: its {choice['folds']}-fold cross-validated "
-            f"log loss on validation, {losses['temperature_and_bias']:.3f}, beat the temperature "
-            f"alone, {losses['temperature']:.3f}; the bias moves the decision boundary)"
-        )
-    elif choice.get("cv_log_loss"):
-        losses = choice["cv_log_loss"]
-        text += (
-            f" (temperature scaling; a bias did not pay on {choice['folds']}-fold "
-            f"cross-validation: log loss {losses['temperature_and_bias']:.3f} against "
-            f"{losses['temperature']:.3f})"
-        )
-    return text
+        return f"{text} (Platt scaling: {evidence}; the bias moves the decision boundary)"
+    return f"{text} (no bias: {evidence}, not more than one standard error)"
 
 
 def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -202,9 +202,8 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         "close to the threshold. Everything below was fitted on the training and validation "
         "splits; the test figures were read once, after.",
         "",
-        f"- **Calibration**: {_describe_calibration(record)} (fitted on "
-        f"{fit['val_images']:,} validation images). Expected calibration error on the test "
-        f"split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after; a perfectly "
+        f"- **Calibration**: {_describe_calibration(record)}. Expected calibration error on the "
+        f"test split: {test['raw_ece']:.4f} before, {test['ece']:.4f} after; a perfectly "
         f"calibrated model would show {test['ece_floor']:.4f} on these {test['n']:,} images "
         "from sampling alone (median of 200 draws).",
         f"- **Abstain band**: no answer while {band['low']:.3f} < P(fake) < {band['high']:.3f} "
