@@ -306,6 +306,28 @@ def describe_verdict(path: Path, verdict) -> str:
     return line
 
 
+def _evaluate_routed(args: argparse.Namespace, detector, manifest, discovery) -> int:
+    """`evaluate --checkpoint auto`: one process (torchrun shards single checkpoints only); the
+    predictions name the checkpoint that judged each image."""
+    import os
+
+    from forensics.evaluation import predict_rows, summarize_verdicts, write_evaluation
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("evaluate --checkpoint auto runs in one process, not under torchrun")
+    try:
+        threshold = detector.threshold
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    verdicts = predict_rows(detector, args.data, manifest, stability=not args.no_stability)
+    table, metrics = summarize_verdicts(detector, manifest, verdicts)
+    table["checkpoint"] = [v.checkpoint for v in verdicts]
+    metrics.update(split=args.split, threshold=threshold,
+                   routed_to=table["checkpoint"].value_counts().to_dict())  # fmt: skip
+    write_evaluation(args.out, table, metrics)
+    return _report_evaluation(args, metrics, discovery)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -324,6 +346,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
 
     detector, manifest, discovery = _judge_selection(args)
+    if not hasattr(detector, "score_pixels"):  # auto: each image judged by the model it chose
+        return _evaluate_routed(args, detector, manifest, discovery)
     # Under torchrun each process predicts every WORLD_SIZE-th image; rank 0 puts them back in
     # manifest order, so the merged predictions.csv is the single-process one.
     setup = init_distributed(torch.device("cpu"))
@@ -355,6 +379,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     table, metrics = summarize_verdicts(detector, manifest, verdicts)
     metrics["split"] = args.split
     write_evaluation(args.out, table, metrics)
+    return _report_evaluation(args, metrics, discovery)
+
+
+def _report_evaluation(args: argparse.Namespace, metrics: dict, discovery) -> int:
+    """The files the scan skipped beside the evaluation, and its one-line summary."""
     if not discovery.skipped.empty:
         discovery.skipped.to_csv(args.out / "skipped.csv", index=False)
     auc, answered = metrics["roc_auc"], metrics["selective_accuracy"]

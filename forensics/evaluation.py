@@ -320,9 +320,32 @@ def run_evaluation(
 
 
 def predict_rows(detector, root: str | Path, manifest: pd.DataFrame, **options) -> list:
-    """The Verdict of every manifest row, in row order (`score_rows`' options)."""
+    """The Verdict of every manifest row, in row order (`score_rows`' options). A detector that
+    chooses a checkpoint per image (`auto`) judges each file as `predict` would."""
+    if not hasattr(detector, "verdicts_from_scores"):
+        return _routed_rows(detector, root, manifest, **options)
     margins, features = score_rows(detector, root, manifest, **options)
     return detector.verdicts_from_scores(margins, features, manifest_infos(manifest))
+
+
+def _routed_rows(detector, root, manifest: pd.DataFrame, *, batch_size: int = 32,
+                 stability: bool = True, progress: bool = True, progress_callback=None,
+                 **_) -> list:  # fmt: skip
+    from tqdm.auto import tqdm
+
+    from forensics.data import ImageStore
+
+    store = ImageStore(root)
+    verdicts: list = []
+    with tqdm(total=len(manifest), desc="evaluating", unit="img", disable=not progress) as bar:
+        for start in range(0, len(manifest), batch_size):
+            paths = manifest["path"].iloc[start : start + batch_size]
+            files = [store.read_bytes(path) for path in paths]
+            verdicts += detector.predict_batch(files, batch_size=batch_size, stability=stability)
+            bar.update(len(files))
+            if progress_callback is not None:
+                progress_callback(len(verdicts), len(manifest))
+    return verdicts
 
 
 def manifest_infos(manifest: pd.DataFrame) -> list[ImageInfo]:

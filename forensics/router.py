@@ -50,6 +50,15 @@ class AutoDetector:
     def trust_id(self) -> str:
         return "+".join(d.trust_id for d in self.detectors)
 
+    @property
+    def threshold(self) -> float:
+        """The threshold every checkpoint shares (metrics over routed verdicts need one)."""
+        thresholds = {d.threshold for d in self.detectors}
+        if len(thresholds) > 1:
+            names = ", ".join(f"{d.name} {d.threshold}" for d in self.detectors)
+            raise ValueError(f"the automatic choice's checkpoints differ in threshold ({names})")
+        return thresholds.pop()
+
     def choose(self, rgb: Image.Image, info: ImageInfo) -> tuple[Detector, bool]:
         """(the detector for this image, whether its domain admits it). Admitted candidates are
         ranked by feature distance over their threshold; without any, the nearest by input."""

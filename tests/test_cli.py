@@ -325,6 +325,24 @@ def test_evaluate_whole_folder(tiny_dataset, tiny_checkpoint, tmp_path, capsys) 
     assert "16 images" in stdout and "answered 0.0%" in stdout
 
 
+def test_evaluate_auto_judges_each_image_by_the_model_it_chose(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "eval_auto"
+    argv = ["evaluate", "--data", str(tiny_dataset), "--checkpoint", "auto", "--out", str(out)]
+    code = main([*argv, "--no-stability"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    table, metrics = _read_outputs(out)
+    assert list(table.columns) == [*PREDICTION_COLUMNS, "checkpoint"]
+    auto = load_detector("auto")
+    direct = auto.predict_batch([tiny_dataset / p for p in table["path"]], stability=False)
+    assert table["checkpoint"].tolist() == [v.checkpoint for v in direct]
+    assert table["prob_fake"].tolist() == pytest.approx([v.prob_fake for v in direct], abs=1e-5)
+    assert table["decision"].tolist() == [v.decision for v in direct]
+    assert metrics["routed_to"] == table["checkpoint"].value_counts().to_dict()
+    assert (metrics["checkpoint"], metrics["threshold"], metrics["n"]) == ("auto", 0.5, 16)
+    assert "16 images" in stdout
+
+
 def test_evaluate_one_split_of_a_split_dataset(tmp_path, tiny_checkpoint, capsys) -> None:
     data = write_dataset(tmp_path / "split_data", per_class=3, splits=("train", "val", "test"))
     out = tmp_path / "eval"

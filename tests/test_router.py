@@ -104,3 +104,11 @@ def test_photograph_sized_images_go_to_the_patch_model_with_its_patch_map() -> N
     assert auto.predict(_png(32)).checkpoint == "small"
     explanation = auto.explain(photo)
     assert explanation.box in patch_map.boxes and explanation.view.shape == (32, 32, 3)
+
+
+def test_routed_metrics_need_one_shared_threshold() -> None:
+    small, large = _detector("small", 32), _detector("large", 64)
+    assert AutoDetector([small, large]).threshold == small.threshold == 0.5
+    large.threshold = 0.7
+    with pytest.raises(ValueError, match="differ in threshold"):
+        _ = AutoDetector([small, large]).threshold
