@@ -396,7 +396,8 @@ def test_two_checkpoints_compared_on_the_same_images(environment, tiny_checkpoin
     _evaluate_if_asked(at)
     assert not at.exception, at.exception
     assert "on the same 20 images" in _caption_with(at, "on the same")
-    comparison = at.dataframe[-1].value
+    # The comparison is the table indexed by metric (the robustness table comes after it).
+    comparison = next(d.value for d in at.dataframe if "Accuracy" in d.value.index)
     assert comparison.shape == (9, 2)  # nine metrics, two checkpoints
     assert comparison.loc["Accuracy"].between(0, 1).all()
 
