@@ -6,9 +6,9 @@ margin by one number `T` fitted on held-out data, which keeps every ranking (and
 makes the probability mean what it says. A model that leans to one class (it calls too many
 photographs fake, say) also needs a bias: Platt scaling (Platt, 1999) fits `sigmoid(m / T + b)`,
 which moves the decision boundary. It is used only where it pays for itself on validation data
-it was not fitted on (cross-validated log loss), since a bias always fits its own data at least as
-well. The abstain band is then one interval of calibrated probability around the threshold where
-the model does not answer.
+it was not fitted on (cross-validated log loss, lower by more than one standard error), since a
+bias always fits its own data at least as well. The abstain band is then one interval of
+calibrated probability around the threshold where the model does not answer.
 """
 
 from __future__ import annotations
