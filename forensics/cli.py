@@ -340,13 +340,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     from forensics.evaluation import (
         manifest_infos,
+        routes_each_image,
         score_rows,
         summarize_verdicts,
         write_evaluation,
     )
 
     detector, manifest, discovery = _judge_selection(args)
-    if not hasattr(detector, "score_pixels"):  # auto: each image judged by the model it chose
+    if routes_each_image(detector):  # auto: each image judged by the model it chose
         return _evaluate_routed(args, detector, manifest, discovery)
     # Under torchrun each process predicts every WORLD_SIZE-th image; rank 0 puts them back in
     # manifest order, so the merged predictions.csv is the single-process one.

@@ -322,15 +322,24 @@ def run_evaluation(
 def predict_rows(detector, root: str | Path, manifest: pd.DataFrame, **options) -> list:
     """The Verdict of every manifest row, in row order (`score_rows`' options). A detector that
     chooses a checkpoint per image (`auto`) judges each file as `predict` would."""
-    if not hasattr(detector, "verdicts_from_scores"):
-        return _routed_rows(detector, root, manifest, **options)
+    if routes_each_image(detector):
+        return judge_files(detector, root, manifest, **options)
     margins, features = score_rows(detector, root, manifest, **options)
     return detector.verdicts_from_scores(margins, features, manifest_infos(manifest))
 
 
-def _routed_rows(detector, root, manifest: pd.DataFrame, *, batch_size: int = 32,
-                 stability: bool = True, progress: bool = True, progress_callback=None,
-                 **_) -> list:  # fmt: skip
+def routes_each_image(detector) -> bool:
+    """Whether `detector` chooses a checkpoint per image (`auto`): it judges files one by one
+    through `predict_batch`, not batches of pixels through `score_rows`."""
+    return not hasattr(detector, "verdicts_from_scores")
+
+
+def judge_files(detector, root: str | Path, manifest: pd.DataFrame, *, change=None,
+                batch_size: int = 32, stability: bool = True, progress: bool = True,
+                progress_callback=None, **_) -> list:  # fmt: skip
+    """The Verdict of every manifest row's file, in row order, through `predict_batch` as
+    `predict` judges an upload; `change(data) -> data` first turns each file into another (a
+    perturbed copy, `forensics.perturb.perturb_file`)."""
     from tqdm.auto import tqdm
 
     from forensics.data import ImageStore
@@ -341,6 +350,8 @@ def _routed_rows(detector, root, manifest: pd.DataFrame, *, batch_size: int = 32
         for start in range(0, len(manifest), batch_size):
             paths = manifest["path"].iloc[start : start + batch_size]
             files = [store.read_bytes(path) for path in paths]
+            if change is not None:
+                files = [change(data) for data in files]
             verdicts += detector.predict_batch(files, batch_size=batch_size, stability=stability)
             bar.update(len(files))
             if progress_callback is not None:

@@ -20,18 +20,19 @@ import json
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forensics.atomic import file_sha256, write_atomic, write_text_atomic
-from forensics.data import LABEL_NAMES, ImageStore, dataset_fingerprint
-from forensics.detector import Detector
+from forensics.data import LABEL_NAMES, dataset_fingerprint
 from forensics.evaluation import (
     IncompleteEvaluationError,
     compute_metrics,
     compute_selective_metrics,
+    judge_files,
     predict_rows,
     read_evaluation,
     write_evaluation,
@@ -117,24 +118,15 @@ def judge_setting(
     progress_callback: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """One row per manifest row: path, label, prob_fake, predicted ('real'|'fake': the
-    thresholded call), decision ('real'|'fake'|'unsure') and checkpoint. The clean setting of a
-    single checkpoint runs exactly `python -m forensics evaluate`'s path."""
-    if setting.strength is None and isinstance(detector, Detector):
-        verdicts = predict_rows(
-            detector, root, rows, batch_size=batch_size, stability=stability,
-            progress=False, progress_callback=progress_callback,
-        )  # fmt: skip
+    thresholded call), decision ('real'|'fake'|'unsure') and checkpoint. The clean setting runs
+    exactly `python -m forensics evaluate`'s path."""
+    options = {"batch_size": batch_size, "stability": stability, "progress": False,
+               "progress_callback": progress_callback}  # fmt: skip
+    if setting.strength is None:
+        verdicts = predict_rows(detector, root, rows, **options)
     else:
-        store = ImageStore(root)
-        verdicts = []
-        for start in range(0, len(rows), batch_size):
-            files = [store.read_bytes(path) for path in rows["path"][start : start + batch_size]]
-            if setting.strength is not None:
-                files = [perturb_file(data, setting.perturbation, setting.strength)
-                         for data in files]  # fmt: skip
-            verdicts += detector.predict_batch(files, batch_size=batch_size, stability=stability)
-            if progress_callback is not None:
-                progress_callback(len(verdicts), len(rows))
+        change = partial(perturb_file, name=setting.perturbation, strength=setting.strength)
+        verdicts = judge_files(detector, root, rows, change=change, **options)
     return pd.DataFrame(
         {
             "path": rows["path"].to_numpy(),

@@ -169,11 +169,12 @@ def merged_with_earlier(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, l
         return table, []
     earlier = pd.read_csv(earlier_csv)
     kept = earlier[~earlier["run"].isin(table["run"])]
-    commands = _commands_of(out / "cross_source.md") if len(kept) else []
+    commands = commands_of(out / "cross_source.md") if len(kept) else []
     return pd.concat([kept, table], ignore_index=True), commands
 
 
-def _commands_of(markdown: Path) -> list[str]:
+def commands_of(markdown: Path) -> list[str]:
+    """The commands a cross_source.md names at its top (each in backquotes), in order."""
     if not markdown.is_file():
         return []
     lines = markdown.read_text(encoding="utf-8").splitlines()

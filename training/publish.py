@@ -134,9 +134,12 @@ def _table_of(markdown: Path | None) -> str:
     them, for a card section; empty without a file."""
     if markdown is None:
         return ""
-    lines = markdown.read_text(encoding="utf-8").splitlines()
-    commands = [line for line in lines if line.startswith("`")]
-    table = [line for line in lines if line.startswith("|")]
+    from training.cross_source import commands_of
+
+    commands = [f"`{command}`" for command in commands_of(markdown)]
+    table = [
+        line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("|")
+    ]
     return "\n".join(["\n\n".join(commands), "", *table]).strip()
 
 
