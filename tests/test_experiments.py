@@ -14,9 +14,11 @@ from forensics.patches import PatchSpec
 from training import experiments
 from training.config import load_config
 
+# float32 (amp off): on a CPU with bfloat16 a ResNet50 from scratch sometimes diverges to NaN
+# in one step of 8 images, and the suite then stops on its non-finite scores.
 TINY = ["--input.input_size", "32", "--input.resize", "32", "--optim.epochs", "1",
         "--optim.warmup_epochs", "0", "--optim.batch_size", "8", "--data.num_workers", "0",
-        "--data.fractions", "[0.6, 0.2, 0.2]"]  # fmt: skip
+        "--data.fractions", "[0.6, 0.2, 0.2]", "--optim.amp", "off"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
