@@ -280,6 +280,14 @@ class Detector:
             return self.score_patch_views(self.patch_views(rgb, stability=False))[1]
         return self.score_pixels(torch.stack([self.geometry(rgb)]))[1][0]
 
+    def image_margins(self, rgbs: Sequence[Image.Image]) -> np.ndarray:
+        """Margins (N,) of decoded images, each judged as its verdict judges it (a patch model:
+        its patches combined by the checkpoint's rule), without the stability copies."""
+        if self.patch_spec is not None:
+            views = [self.patch_views(rgb, stability=False) for rgb in rgbs]
+            return np.array([self.score_patch_views(view)[0][0] for view in views])
+        return self.score_pixels(torch.stack([self.geometry(rgb) for rgb in rgbs]))[0]
+
     def patch_map(self, image: ImageSource, *, stability: bool = True) -> PatchMap:
         """P(fake) of native-resolution patches over the whole image (where in a photograph the
         model sees generated texture) and the image's verdict. Patches are the checkpoint's

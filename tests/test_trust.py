@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -30,6 +31,7 @@ from forensics.trust import (
     save_trust_profile,
 )
 from forensics.trust.calibration import sigmoid
+from forensics.trust.domain import choose_scale_tolerance, tolerance_factors
 from forensics.trust.profile import UNKNOWN_DOMAIN
 from forensics.trust.stability import fit_max_spread, stability_reason
 from tests.conftest import image_bytes, make_image, write_dataset
@@ -129,6 +131,34 @@ def test_the_input_gate_accepts_the_training_domain_and_names_what_differs() -> 
     assert InputDomain.from_dict(domain.to_dict()) == domain
 
 
+def test_the_resampling_admitted_is_the_largest_step_the_model_withstands() -> None:
+    steady = {f: 0.0 for f in tolerance_factors()}
+    assert choose_scale_tolerance(steady, max_flip_rate=0.05) == 1.5
+    # Downscaling by 1/1.25 flips too many: 1.1 is the last step withstood both ways.
+    assert choose_scale_tolerance({**steady, 1 / 1.25: 0.2}, max_flip_rate=0.05) == 1.1
+    # Upscaling by 1.1 already flips too many: no resampling at all, even if 1.5 were fine.
+    assert choose_scale_tolerance({**steady, 1.1: 0.06}, max_flip_rate=0.05) == 1.0
+
+
+def test_a_domain_that_admits_no_resampling_refuses_a_slightly_resized_image() -> None:
+    domain = InputDomain((1.0, 1.0), (1.0, 1.0), None, 0.0, 32, scale_tolerance=1.0)
+    assert domain.reasons(ImageInfo(32, 32, "PNG", None)) == []
+    (smaller,) = domain.reasons(ImageInfo(29, 29, "PNG", None))
+    assert "upscaled 1.1x" in smaller and "resized by 1.1x" in smaller
+    (larger,) = domain.reasons(ImageInfo(36, 36, "PNG", None))
+    assert "downscaled 1.1x" in larger
+    measured = InputDomain((1.0, 1.0), (1.0, 1.0), None, 0.0, 32, scale_tolerance=1.25)
+    assert measured.reasons(ImageInfo(36, 36, "PNG", None)) == []
+    assert "at most 1.25x" in measured.reasons(ImageInfo(48, 48, "PNG", None))[0]
+    # A record from before the measurement admits the old fixed tolerance.
+    record = domain.to_dict()
+    assert InputDomain.from_dict(record) == domain
+    del record["scale_tolerance"]
+    assert InputDomain.from_dict(record).scale_tolerance == 1.5
+    with pytest.raises(ValueError, match="scale tolerance"):
+        InputDomain.from_dict({**record, "scale_tolerance": 0.5})
+
+
 def test_the_feature_gate_flags_far_features_only() -> None:
     rng = np.random.default_rng(1)
     train, val = rng.normal(0, 1, (400, 8)), rng.normal(0, 1, (200, 8))
@@ -208,6 +238,45 @@ def test_a_change_the_model_does_not_withstand_is_reported_not_checked(model) ->
     assert verdict.decision == "fake" and verdict.perturbed["mirror"] < 0.5
 
 
+class _DetailEngine:
+    """Logits that follow the finest detail (the mean step between horizontal neighbours):
+    a 1 px checkerboard is fake, a smooth image real; resampling blurs the checkerboard."""
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        detail = (batch[..., 1:] - batch[..., :-1]).abs().mean((1, 2, 3))
+        margin = 10 * (detail - detail.new_tensor(1.5))
+        return torch.cat([torch.stack([-margin / 2, margin / 2], 1), torch.zeros(len(batch), 4)], 1)
+
+
+def test_the_resize_flip_rates_measure_how_much_resampling_changes_the_calls(
+    model, tmp_path
+) -> None:
+    from PIL import Image
+
+    from training.fit_trust import resize_flip_rates
+
+    board = (np.indices((32, 32)).sum(0) % 2 * 255).astype(np.uint8)
+    images = {
+        "board.png": np.stack([board] * 3, -1),
+        "flat.png": np.full((32, 32, 3), 90, np.uint8),
+    }
+    for name, pixels in images.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    val = pd.DataFrame({"path": list(images), "label": [1, 0]})
+    detector = Detector(model, META, engine="eager")
+    detector.engine = _DetailEngine()
+    rates = resize_flip_rates(
+        detector, tmp_path, val, calibrate=sigmoid, max_images=10, progress=False
+    )
+    assert set(rates) == set(tolerance_factors())
+    assert rates[1 / 1.1] == 0.5 and rates[1.1] == 0.5  # the board's call flips, the flat's not
+    assert choose_scale_tolerance(rates, max_flip_rate=0.05) == 1.0
+    detector.engine = _SideEngine(sided=False)
+    steady = resize_flip_rates(detector, tmp_path, val, calibrate=sigmoid, max_images=10,
+                               progress=False)  # fmt: skip
+    assert choose_scale_tolerance(steady, max_flip_rate=0.05) == 1.5
+
+
 def test_flip_rates_count_changed_calls_per_change() -> None:
     from forensics.trust.stability import flip_rates
 
@@ -249,6 +318,8 @@ def test_the_profile_round_trips_through_the_checkpoint(fitted) -> None:
     assert detector.trust.temperature == pytest.approx(record["temperature"])
     assert record["fit"]["val_images"] == 20 and record["fit"]["train_images"] == 20
     assert record["input_domain"]["scale"] == [1.0, 1.0]
+    assert record["input_domain"]["scale_tolerance"] in (1.0, 1.1, 1.25, 1.5)
+    assert len(record["fit"]["val_resize_flip_rates"]) == len(tolerance_factors())
     again = load_detector(directory)
     image = next((data / "test" / "fake").iterdir())
     first, second = detector.predict(image), again.predict(image)

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from forensics.checkpoint import METADATA_FILE, CheckpointError, update_metadata
@@ -37,7 +38,7 @@ from forensics.evaluation import (
     write_evaluation,
 )
 from forensics.patches import choose_aggregation
-from forensics.perturb import STABILITY_PERTURBATIONS
+from forensics.perturb import STABILITY_PERTURBATIONS, rescale
 from forensics.scan import load_or_build_manifest
 from forensics.trust import (
     FeatureDomain,
@@ -48,6 +49,12 @@ from forensics.trust import (
     save_trust_profile,
 )
 from forensics.trust.calibration import negative_log_likelihood, sigmoid
+from forensics.trust.domain import (
+    SCALE_TOLERANCE,
+    SCALE_TOLERANCE_STEPS,
+    choose_scale_tolerance,
+    tolerance_factors,
+)
 from forensics.trust.stability import MAX_FLIP_RATE, fit_max_spread, flip_rates
 from training.card import CARD_FILE, write_card_section
 
@@ -66,6 +73,7 @@ def fit_trust_profile(
     spread_quantile: float = 0.99,
     seed: int = 0,
     batch_size: int = 128,
+    max_resize_images: int = 2_000,
     progress: bool = True,
 ) -> tuple[TrustProfile, dict[str, Any]]:
     """The profile fitted on `manifest`'s train and val rows (never test), and its validation
@@ -103,6 +111,16 @@ def fit_trust_profile(
         if checked
         else 1.0
     )
+    resize_rates = resize_flip_rates(
+        detector,
+        root,
+        val,
+        calibrate=lambda margins: sigmoid(margins / temperature + bias),
+        max_images=max_resize_images,
+        seed=seed,
+        progress=progress,
+    )
+    scale_tolerance = choose_scale_tolerance(resize_rates, max_flip_rate=MAX_FLIP_RATE)
     profile = TrustProfile(
         temperature=temperature,
         band=band,
@@ -110,6 +128,7 @@ def fit_trust_profile(
             manifest_infos(train),
             resize=detector.data_config.resize,
             patch=None if detector.patch_spec is None else detector.patch_spec.size,
+            scale_tolerance=scale_tolerance,
         ),
         feature_domain=FeatureDomain.fit(train_features, val_features, quantile=feature_quantile),
         max_spread=spread,
@@ -133,11 +152,39 @@ def fit_trust_profile(
         "feature_quantile": feature_quantile,
         "spread_quantile": spread_quantile,
         "val_flip_rates": dict(zip(changes, (float(r) for r in rates), strict=True)),
+        "val_resize_flip_rates": {f"{factor:.4g}": rate for factor, rate in resize_rates.items()},
         "max_flip_rate": MAX_FLIP_RATE,
         "dataset_fingerprint": dataset_fingerprint(manifest),
         "patch_rule": patch_rule,
     }
     return profile, figures
+
+
+def resize_flip_rates(
+    detector: Detector,
+    root: Path,
+    val: pd.DataFrame,
+    *,
+    calibrate,
+    max_images: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[float, float]:
+    """Per resizing factor of `tolerance_factors`: the share of (at most `max_images`)
+    validation images whose call the resize flips, on `calibrate`d probabilities. What
+    `choose_scale_tolerance` reads to decide how much resampling the input domain admits."""
+    from tqdm.auto import tqdm
+
+    rows = val.sample(max_images, random_state=seed) if len(val) > max_images else val
+    store = ImageStore(root)
+    factors = tolerance_factors()
+    margins = []
+    for path in tqdm(rows["path"], desc="resize tolerance", unit="img", disable=not progress):
+        rgb = store.load_image(path)
+        margins.append(detector.image_margins([rgb, *(rescale(rgb, f) for f in factors)]))
+    probs = calibrate(np.array(margins))
+    rates = flip_rates(probs[:, 0], probs[:, 1:], threshold=detector.threshold)
+    return {factor: float(rate) for factor, rate in zip(factors, rates, strict=True)}
 
 
 def choose_patch_rule(
@@ -261,8 +308,19 @@ def _sizes(domain: Mapping[str, Any]) -> str:
         )
     return (
         f"images {_span(domain['scale'], domain['resize'])} px on the short side, long/short "
-        f"side ratio up to {domain['aspect'][1]:.2f}"
+        f"side ratio up to {domain['aspect'][1]:.2f}, {_resampling(domain)}"
     )
+
+
+def _resampling(domain: Mapping[str, Any]) -> str:
+    """How much resampling beyond the training sizes the domain admits, and why."""
+    tolerance = domain.get("scale_tolerance", SCALE_TOLERANCE)
+    if tolerance <= 1.0:
+        return (
+            "no resampling beyond those sizes (resizing its own validation images by "
+            f"{SCALE_TOLERANCE_STEPS[0]:g}x flips more than {MAX_FLIP_RATE:.0%} of their verdicts)"
+        )
+    return f"resampling by up to {tolerance:g}x beyond them (withstood on validation)"
 
 
 def _range(low: int, high: int) -> str:

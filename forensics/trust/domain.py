@@ -5,7 +5,9 @@ Two descriptions of a checkpoint's training domain, each fitted on its training 
 - `InputDomain`: what the files were. The image's size against the model's input (how much it
   is resampled before the model sees it), its shape (how much a centre crop cuts away) and its
   JPEG quality. A model trained on 32 px thumbnails that is shown a 12 MP photograph squeezed to
-  32 px has never seen anything like it, whatever its score says.
+  32 px has never seen anything like it, whatever its score says. How much resampling beyond
+  the training sizes it admits is measured, not assumed (`choose_scale_tolerance`): a model
+  whose verdicts change when its own validation images are resized by 10% admits none.
 - `FeatureDomain`: where the image's penultimate features fall. A Mahalanobis distance to the
   training features (Ledoit-Wolf covariance; Lee et al., 2018), with the threshold at a high
   quantile of in-domain validation distances. It sees content the model never met; it is known
@@ -22,9 +24,11 @@ import numpy as np
 
 from forensics.images import ImageInfo
 
-# How far outside the training range an image may be before it is out of domain. A factor of
-# 1.5 on the resampling (e.g. a 48 px image for a model trained on 32 px ones) still leaves the
-# model looking at texture of the scale it learnt.
+# How far outside the training sizes an image may be before it is out of domain: the largest of
+# these resampling factors (up and down) that flips at most MAX_FLIP_RATE of the model's own
+# validation verdicts, each smaller one included (`choose_scale_tolerance`); 1.0 where even the
+# first is not withstood. SCALE_TOLERANCE is what a record from before the measurement admits.
+SCALE_TOLERANCE_STEPS = (1.1, 1.25, 1.5)
 SCALE_TOLERANCE = 1.5
 ASPECT_TOLERANCE = 1.5
 JPEG_QUALITY_MARGIN = 10
@@ -44,10 +48,17 @@ class InputDomain:
     # A patch model's patch side: it never resamples, so every image at least that large is at
     # scale 1, a smaller one below it; and nothing is cut away, whatever the shape.
     patch: int | None = None
+    # The resampling factor beyond the training scales still admitted (choose_scale_tolerance).
+    scale_tolerance: float = SCALE_TOLERANCE
 
     @classmethod
     def fit(
-        cls, infos: Sequence[ImageInfo], *, resize: int, patch: int | None = None
+        cls,
+        infos: Sequence[ImageInfo],
+        *,
+        resize: int,
+        patch: int | None = None,
+        scale_tolerance: float = SCALE_TOLERANCE,
     ) -> InputDomain:
         if not infos:
             raise ValueError("no training images to describe")
@@ -63,6 +74,7 @@ class InputDomain:
             jpeg_share=len(qualities) / len(infos),
             resize=resize,
             patch=patch,
+            scale_tolerance=scale_tolerance,
         )
 
     def scale_of(self, info: ImageInfo) -> float:
@@ -77,21 +89,24 @@ class InputDomain:
         size = f"{info.width}x{info.height}"
         scale = self.scale_of(info)
         trained = _trained_sizes(self)
+        tolerance = self.scale_tolerance
         if self.patch:  # never resampled: any image as large as a patch is at its own scale
-            if scale < self.scale[0] / SCALE_TOLERANCE:
+            if scale < self.scale[0] / tolerance:
                 reasons.append(
                     f"it is {size}, smaller than the {self.patch} px patches the model judges at "
                     "native resolution: it sees less of the image than it learnt from"
                 )
-        elif scale > self.scale[1] * SCALE_TOLERANCE:
+        elif scale > self.scale[1] * tolerance:
             reasons.append(
-                f"it is {size}, downscaled {scale:.0f}x before the model sees it, while the "
-                f"model was trained on {trained}: the fine detail a generator leaves is gone"
+                f"it is {size}, downscaled {_factor(scale)}x before the model sees it, while "
+                f"the model was trained on {trained}: the fine detail a generator leaves is "
+                f"gone{self._withstands()}"
             )
-        elif scale < self.scale[0] / SCALE_TOLERANCE:
+        elif scale < self.scale[0] / tolerance:
             reasons.append(
-                f"it is {size}, upscaled {1 / scale:.0f}x before the model sees it, while the "
-                f"model was trained on {trained}: interpolation can look synthetic to it"
+                f"it is {size}, upscaled {_factor(1 / scale)}x before the model sees it, while "
+                f"the model was trained on {trained}: interpolation can look synthetic to "
+                f"it{self._withstands()}"
             )
         aspect = max(info.width, info.height) / min(info.width, info.height)
         if not self.patch and aspect > self.aspect[1] * ASPECT_TOLERANCE:
@@ -118,6 +133,20 @@ class InputDomain:
                 )
         return reasons
 
+    def _withstands(self) -> str:
+        """What the measured tolerance says, where it is narrower than the default one."""
+        if self.scale_tolerance >= SCALE_TOLERANCE:
+            return ""
+        if self.scale_tolerance <= 1.0:
+            return (
+                f" (its verdicts change when its own validation images are resized by "
+                f"{SCALE_TOLERANCE_STEPS[0]:g}x)"
+            )
+        return (
+            f" (it withstands resizing by at most {self.scale_tolerance:g}x, measured on its "
+            "validation images)"
+        )
+
     def to_dict(self) -> dict:
         return {
             "scale": list(self.scale),
@@ -126,6 +155,7 @@ class InputDomain:
             "jpeg_share": self.jpeg_share,
             "resize": self.resize,
             "patch": self.patch,
+            "scale_tolerance": self.scale_tolerance,
         }
 
     @classmethod
@@ -138,7 +168,37 @@ class InputDomain:
             jpeg_share=float(record["jpeg_share"]),
             resize=int(record["resize"]),
             patch=None if record.get("patch") is None else int(record["patch"]),
+            scale_tolerance=_tolerance(record.get("scale_tolerance", SCALE_TOLERANCE)),
         )
+
+
+def choose_scale_tolerance(flip_rates: dict[float, float], *, max_flip_rate: float) -> float:
+    """The largest of SCALE_TOLERANCE_STEPS whose resize by that factor and by its inverse each
+    flip at most `max_flip_rate` of the validation verdicts, every smaller step included
+    (`flip_rates`: factor -> share flipped); 1.0 where the first step already fails."""
+    tolerance = 1.0
+    for step in SCALE_TOLERANCE_STEPS:
+        if max(flip_rates[step], flip_rates[1 / step]) > max_flip_rate:
+            break
+        tolerance = step
+    return tolerance
+
+
+def tolerance_factors() -> list[float]:
+    """The resizing factors `choose_scale_tolerance` needs flip rates for, down then up."""
+    return [1 / step for step in SCALE_TOLERANCE_STEPS] + list(SCALE_TOLERANCE_STEPS)
+
+
+def _tolerance(value) -> float:
+    tolerance = float(value)
+    if not (np.isfinite(tolerance) and tolerance >= 1.0):
+        raise ValueError(f"invalid scale tolerance {value!r}")
+    return tolerance
+
+
+def _factor(value: float) -> str:
+    """A resampling factor as a person reads it: 35, 4, 1.3."""
+    return f"{value:.0f}" if value >= 2 else f"{value:.2g}"
 
 
 def _pair(values, kind) -> tuple:
