@@ -31,9 +31,14 @@ from forensics.trust import (
     save_trust_profile,
 )
 from forensics.trust.calibration import sigmoid
-from forensics.trust.domain import choose_scale_tolerance, tolerance_factors
 from forensics.trust.profile import UNKNOWN_DOMAIN
 from forensics.trust.stability import fit_max_spread, stability_reason
+from forensics.trust.tolerance import (
+    choose_jpeg_margin,
+    choose_scale_tolerance,
+    margin_qualities,
+    resize_factors,
+)
 from tests.conftest import image_bytes, make_image, write_dataset
 from training.fit_trust import fit_trust_profile
 
@@ -132,12 +137,32 @@ def test_the_input_gate_accepts_the_training_domain_and_names_what_differs() -> 
 
 
 def test_the_resampling_admitted_is_the_largest_step_the_model_withstands() -> None:
-    steady = {f: 0.0 for f in tolerance_factors()}
+    steady = {f: 0.0 for f in resize_factors()}
     assert choose_scale_tolerance(steady, max_flip_rate=0.05) == 1.5
     # Downscaling by 1/1.25 flips too many: 1.1 is the last step withstood both ways.
     assert choose_scale_tolerance({**steady, 1 / 1.25: 0.2}, max_flip_rate=0.05) == 1.1
     # Upscaling by 1.1 already flips too many: no resampling at all, even if 1.5 were fine.
     assert choose_scale_tolerance({**steady, 1.1: 0.06}, max_flip_rate=0.05) == 1.0
+
+
+def test_the_jpeg_margin_is_the_largest_step_the_model_withstands_both_ways() -> None:
+    assert margin_qualities((95, 95)) == [90, 85, 75, 100]  # 100 is as high as it goes
+    assert margin_qualities((3, 75)) == [1, 80, 85, 95]
+    steady = {q: 0.0 for q in margin_qualities((75, 75))}
+    assert choose_jpeg_margin(steady, (75, 75), max_flip_rate=0.05) == 20
+    assert choose_jpeg_margin({**steady, 55: 0.1}, (75, 75), max_flip_rate=0.05) == 10
+    assert choose_jpeg_margin({**steady, 80: 0.06}, (75, 75), max_flip_rate=0.05) == 0
+    domain = InputDomain((1.0, 1.0), (1.0, 1.0), (95, 95), 1.0, 512, jpeg_margin=5)
+    assert domain.reasons(ImageInfo(512, 512, "JPEG", 90)) == []
+    (reason,) = domain.reasons(ImageInfo(512, 512, "JPEG", 85))
+    assert "quality 85" in reason and "at most 5 quality steps away" in reason
+    strict = InputDomain((1.0, 1.0), (1.0, 1.0), (95, 95), 1.0, 512, jpeg_margin=0)
+    assert "re-saved 5 quality steps away" in strict.reasons(ImageInfo(512, 512, "JPEG", 94))[0]
+    record = domain.to_dict()
+    del record["jpeg_margin"]
+    assert InputDomain.from_dict(record).jpeg_margin == 10  # a record from before the measure
+    with pytest.raises(ValueError, match="JPEG quality margin"):
+        InputDomain.from_dict({**record, "jpeg_margin": -1})
 
 
 def test_a_domain_that_admits_no_resampling_refuses_a_slightly_resized_image() -> None:
@@ -253,7 +278,7 @@ def test_the_resize_flip_rates_measure_how_much_resampling_changes_the_calls(
 ) -> None:
     from PIL import Image
 
-    from training.fit_trust import resize_flip_rates
+    from training.fit_trust import tolerance_flip_rates
 
     board = (np.indices((32, 32)).sum(0) % 2 * 255).astype(np.uint8)
     images = {
@@ -265,16 +290,18 @@ def test_the_resize_flip_rates_measure_how_much_resampling_changes_the_calls(
     val = pd.DataFrame({"path": list(images), "label": [1, 0]})
     detector = Detector(model, META, engine="eager")
     detector.engine = _DetailEngine()
-    rates = resize_flip_rates(
-        detector, tmp_path, val, calibrate=sigmoid, max_images=10, progress=False
+    rates, jpeg = tolerance_flip_rates(
+        detector, tmp_path, val, quality=None, calibrate=sigmoid, max_images=10, progress=False
     )
-    assert set(rates) == set(tolerance_factors())
+    assert set(rates) == set(resize_factors()) and jpeg == {}
     assert rates[1 / 1.1] == 0.5 and rates[1.1] == 0.5  # the board's call flips, the flat's not
     assert choose_scale_tolerance(rates, max_flip_rate=0.05) == 1.0
     detector.engine = _SideEngine(sided=False)
-    steady = resize_flip_rates(detector, tmp_path, val, calibrate=sigmoid, max_images=10,
-                               progress=False)  # fmt: skip
+    steady, jpeg = tolerance_flip_rates(
+        detector, tmp_path, val, quality=(75, 75), calibrate=sigmoid, max_images=10, progress=False
+    )
     assert choose_scale_tolerance(steady, max_flip_rate=0.05) == 1.5
+    assert jpeg == {q: 0.0 for q in margin_qualities((75, 75))}
 
 
 def test_flip_rates_count_changed_calls_per_change() -> None:
@@ -319,7 +346,8 @@ def test_the_profile_round_trips_through_the_checkpoint(fitted) -> None:
     assert record["fit"]["val_images"] == 20 and record["fit"]["train_images"] == 20
     assert record["input_domain"]["scale"] == [1.0, 1.0]
     assert record["input_domain"]["scale_tolerance"] in (1.0, 1.1, 1.25, 1.5)
-    assert len(record["fit"]["val_resize_flip_rates"]) == len(tolerance_factors())
+    assert len(record["fit"]["val_resize_flip_rates"]) == len(resize_factors())
+    assert record["input_domain"]["jpeg_margin"] == 10  # PNGs: nothing to measure
     again = load_detector(directory)
     image = next((data / "test" / "fake").iterdir())
     first, second = detector.predict(image), again.predict(image)

@@ -38,7 +38,7 @@ from forensics.evaluation import (
     write_evaluation,
 )
 from forensics.patches import choose_aggregation
-from forensics.perturb import STABILITY_PERTURBATIONS, rescale
+from forensics.perturb import STABILITY_PERTURBATIONS, jpeg_resave, rescale
 from forensics.scan import load_or_build_manifest
 from forensics.trust import (
     FeatureDomain,
@@ -49,13 +49,16 @@ from forensics.trust import (
     save_trust_profile,
 )
 from forensics.trust.calibration import negative_log_likelihood, sigmoid
-from forensics.trust.domain import (
-    SCALE_TOLERANCE,
-    SCALE_TOLERANCE_STEPS,
-    choose_scale_tolerance,
-    tolerance_factors,
-)
+from forensics.trust.domain import JPEG_QUALITY_MARGIN, SCALE_TOLERANCE
 from forensics.trust.stability import MAX_FLIP_RATE, fit_max_spread, flip_rates
+from forensics.trust.tolerance import (
+    JPEG_MARGIN_STEPS,
+    SCALE_TOLERANCE_STEPS,
+    choose_jpeg_margin,
+    choose_scale_tolerance,
+    margin_qualities,
+    resize_factors,
+)
 from training.card import CARD_FILE, write_card_section
 
 SPLIT_FILE = "splits.csv.gz"
@@ -73,7 +76,7 @@ def fit_trust_profile(
     spread_quantile: float = 0.99,
     seed: int = 0,
     batch_size: int = 128,
-    max_resize_images: int = 2_000,
+    max_tolerance_images: int = 2_000,
     progress: bool = True,
 ) -> tuple[TrustProfile, dict[str, Any]]:
     """The profile fitted on `manifest`'s train and val rows (never test), and its validation
@@ -111,25 +114,32 @@ def fit_trust_profile(
         if checked
         else 1.0
     )
-    resize_rates = resize_flip_rates(
+    domain = InputDomain.fit(
+        manifest_infos(train),
+        resize=detector.data_config.resize,
+        patch=None if detector.patch_spec is None else detector.patch_spec.size,
+    )
+    resize_rates, jpeg_rates = tolerance_flip_rates(
         detector,
         root,
         val,
+        quality=domain.jpeg_quality,
         calibrate=lambda margins: sigmoid(margins / temperature + bias),
-        max_images=max_resize_images,
+        max_images=max_tolerance_images,
         seed=seed,
         progress=progress,
     )
-    scale_tolerance = choose_scale_tolerance(resize_rates, max_flip_rate=MAX_FLIP_RATE)
+    domain = replace(
+        domain,
+        scale_tolerance=choose_scale_tolerance(resize_rates, max_flip_rate=MAX_FLIP_RATE),
+        jpeg_margin=domain.jpeg_margin
+        if domain.jpeg_quality is None
+        else choose_jpeg_margin(jpeg_rates, domain.jpeg_quality, max_flip_rate=MAX_FLIP_RATE),
+    )
     profile = TrustProfile(
         temperature=temperature,
         band=band,
-        input_domain=InputDomain.fit(
-            manifest_infos(train),
-            resize=detector.data_config.resize,
-            patch=None if detector.patch_spec is None else detector.patch_spec.size,
-            scale_tolerance=scale_tolerance,
-        ),
+        input_domain=domain,
         feature_domain=FeatureDomain.fit(train_features, val_features, quantile=feature_quantile),
         max_spread=spread,
         record={},
@@ -153,6 +163,7 @@ def fit_trust_profile(
         "spread_quantile": spread_quantile,
         "val_flip_rates": dict(zip(changes, (float(r) for r in rates), strict=True)),
         "val_resize_flip_rates": {f"{factor:.4g}": rate for factor, rate in resize_rates.items()},
+        "val_jpeg_flip_rates": {str(quality): rate for quality, rate in jpeg_rates.items()},
         "max_flip_rate": MAX_FLIP_RATE,
         "dataset_fingerprint": dataset_fingerprint(manifest),
         "patch_rule": patch_rule,
@@ -160,31 +171,38 @@ def fit_trust_profile(
     return profile, figures
 
 
-def resize_flip_rates(
+def tolerance_flip_rates(
     detector: Detector,
     root: Path,
     val: pd.DataFrame,
     *,
+    quality: tuple[int, int] | None,
     calibrate,
     max_images: int,
     seed: int = 0,
     progress: bool = True,
-) -> dict[float, float]:
-    """Per resizing factor of `tolerance_factors`: the share of (at most `max_images`)
-    validation images whose call the resize flips, on `calibrate`d probabilities. What
-    `choose_scale_tolerance` reads to decide how much resampling the input domain admits."""
+) -> tuple[dict[float, float], dict[int, float]]:
+    """The shares of (at most `max_images`) validation images whose call, on `calibrate`d
+    probabilities, flips when resized by each of `resize_factors()`, and when re-saved at each
+    of `margin_qualities(quality)` (none for a training set without JPEGs): what
+    `forensics.trust.tolerance` reads to decide how far the input domain reaches."""
     from tqdm.auto import tqdm
 
     rows = val.sample(max_images, random_state=seed) if len(val) > max_images else val
     store = ImageStore(root)
-    factors = tolerance_factors()
+    factors = resize_factors()
+    qualities = margin_qualities(quality) if quality is not None else []
     margins = []
-    for path in tqdm(rows["path"], desc="resize tolerance", unit="img", disable=not progress):
+    for path in tqdm(rows["path"], desc="tolerances", unit="img", disable=not progress):
         rgb = store.load_image(path)
-        margins.append(detector.image_margins([rgb, *(rescale(rgb, f) for f in factors)]))
+        changed = [rescale(rgb, f) for f in factors] + [jpeg_resave(rgb, q) for q in qualities]
+        margins.append(detector.image_margins([rgb, *changed]))
     probs = calibrate(np.array(margins))
-    rates = flip_rates(probs[:, 0], probs[:, 1:], threshold=detector.threshold)
-    return {factor: float(rate) for factor, rate in zip(factors, rates, strict=True)}
+    rates = [float(r) for r in flip_rates(probs[:, 0], probs[:, 1:], threshold=detector.threshold)]
+    return (
+        dict(zip(factors, rates[: len(factors)], strict=True)),
+        dict(zip(qualities, rates[len(factors) :], strict=True)),
+    )
 
 
 def choose_patch_rule(
@@ -257,7 +275,7 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"(the narrowest band whose answered validation images were wrong at most "
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
         f"- **Training domain**: {_sizes(domain)}, "
-        + (f"JPEG quality {_range(*quality)}" if quality else "no JPEGs")
+        + (f"JPEG quality {_range(*quality)}{_jpeg_reach(domain)}" if quality else "no JPEGs")
         + f" ({domain['jpeg_share']:.0%} JPEG); feature distance at most "
         f"{record['feature_threshold']:.1f} ({record['feature_quantile']:.0%} of in-domain "
         f"validation images).",
@@ -294,6 +312,18 @@ def _describe_changes(record: Mapping[str, Any]) -> str:
             "is worth little, and the check cannot tell."
         )
     return text
+
+
+def _jpeg_reach(domain: Mapping[str, Any]) -> str:
+    """How far beyond the training JPEG qualities the domain reaches, and why."""
+    margin = domain.get("jpeg_margin", JPEG_QUALITY_MARGIN)
+    if margin <= 0:
+        return (
+            " and no other (re-saving its own validation images "
+            f"{JPEG_MARGIN_STEPS[0]} qualities away flips more than {MAX_FLIP_RATE:.0%} of "
+            "their verdicts)"
+        )
+    return f" and up to {margin} qualities beyond (withstood on validation)"
 
 
 def _span(scale: list[float], resize: int) -> str:

@@ -5,9 +5,10 @@ Two descriptions of a checkpoint's training domain, each fitted on its training 
 - `InputDomain`: what the files were. The image's size against the model's input (how much it
   is resampled before the model sees it), its shape (how much a centre crop cuts away) and its
   JPEG quality. A model trained on 32 px thumbnails that is shown a 12 MP photograph squeezed to
-  32 px has never seen anything like it, whatever its score says. How much resampling beyond
-  the training sizes it admits is measured, not assumed (`choose_scale_tolerance`): a model
-  whose verdicts change when its own validation images are resized by 10% admits none.
+  32 px has never seen anything like it, whatever its score says. How much resampling and
+  re-compression beyond the training images it admits is measured, not assumed
+  (`forensics.trust.tolerance`): a model whose verdicts change when its own validation images
+  are resized by 10% admits no resampling at all.
 - `FeatureDomain`: where the image's penultimate features fall. A Mahalanobis distance to the
   training features (Ledoit-Wolf covariance; Lee et al., 2018), with the threshold at a high
   quantile of in-domain validation distances. It sees content the model never met; it is known
@@ -23,15 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from forensics.images import ImageInfo
+from forensics.trust.tolerance import JPEG_MARGIN_STEPS, SCALE_TOLERANCE_STEPS
 
-# How far outside the training sizes an image may be before it is out of domain: the largest of
-# these resampling factors (up and down) that flips at most MAX_FLIP_RATE of the model's own
-# validation verdicts, each smaller one included (`choose_scale_tolerance`); 1.0 where even the
-# first is not withstood. SCALE_TOLERANCE is what a record from before the measurement admits.
-SCALE_TOLERANCE_STEPS = (1.1, 1.25, 1.5)
+# How far outside the training sizes and JPEG qualities an image may be before it is out of
+# domain is measured for each model (forensics.trust.tolerance); these are what a record from
+# before the measurement admits.
 SCALE_TOLERANCE = 1.5
-ASPECT_TOLERANCE = 1.5
 JPEG_QUALITY_MARGIN = 10
+ASPECT_TOLERANCE = 1.5
 JPEG_ONLY_SHARE = 0.95  # a training set at least this JPEG makes "not a JPEG" out of domain
 
 
@@ -48,8 +48,10 @@ class InputDomain:
     # A patch model's patch side: it never resamples, so every image at least that large is at
     # scale 1, a smaller one below it; and nothing is cut away, whatever the shape.
     patch: int | None = None
-    # The resampling factor beyond the training scales still admitted (choose_scale_tolerance).
+    # The resampling factor beyond the training scales, and the JPEG qualities beyond the
+    # training ones, still admitted (forensics.trust.tolerance measures both).
     scale_tolerance: float = SCALE_TOLERANCE
+    jpeg_margin: int = JPEG_QUALITY_MARGIN
 
     @classmethod
     def fit(
@@ -59,6 +61,7 @@ class InputDomain:
         resize: int,
         patch: int | None = None,
         scale_tolerance: float = SCALE_TOLERANCE,
+        jpeg_margin: int = JPEG_QUALITY_MARGIN,
     ) -> InputDomain:
         if not infos:
             raise ValueError("no training images to describe")
@@ -75,6 +78,7 @@ class InputDomain:
             resize=resize,
             patch=patch,
             scale_tolerance=scale_tolerance,
+            jpeg_margin=jpeg_margin,
         )
 
     def scale_of(self, info: ImageInfo) -> float:
@@ -119,11 +123,11 @@ class InputDomain:
             low, high = self.jpeg_quality
             quality = info.jpeg_quality
             if quality is not None and not (
-                low - JPEG_QUALITY_MARGIN <= quality <= high + JPEG_QUALITY_MARGIN
+                low - self.jpeg_margin <= quality <= high + self.jpeg_margin
             ):
                 reasons.append(
                     f"it is a JPEG at quality {quality}, while the training images were JPEGs "
-                    f"at quality {_range(low, high)}"
+                    f"at quality {_range(low, high)}{self._withstands_jpeg()}"
                 )
             elif quality is None and self.jpeg_share >= JPEG_ONLY_SHARE:
                 kind = info.format or "an image that is not a JPEG"
@@ -134,17 +138,31 @@ class InputDomain:
         return reasons
 
     def _withstands(self) -> str:
-        """What the measured tolerance says, where it is narrower than the default one."""
+        """What the measured resampling tolerance says, where narrower than the old default."""
         if self.scale_tolerance >= SCALE_TOLERANCE:
             return ""
         if self.scale_tolerance <= 1.0:
             return (
-                f" (its verdicts change when its own validation images are resized by "
+                " (its verdicts change when its own validation images are resized by "
                 f"{SCALE_TOLERANCE_STEPS[0]:g}x)"
             )
         return (
             f" (it withstands resizing by at most {self.scale_tolerance:g}x, measured on its "
             "validation images)"
+        )
+
+    def _withstands_jpeg(self) -> str:
+        """What the measured JPEG margin says, where narrower than the old default."""
+        if self.jpeg_margin >= JPEG_QUALITY_MARGIN:
+            return ""
+        if self.jpeg_margin <= 0:
+            return (
+                " (its verdicts change when its own validation images are re-saved "
+                f"{JPEG_MARGIN_STEPS[0]} quality steps away)"
+            )
+        return (
+            f" (it withstands re-saving at most {self.jpeg_margin} quality steps away, "
+            "measured on its validation images)"
         )
 
     def to_dict(self) -> dict:
@@ -156,6 +174,7 @@ class InputDomain:
             "resize": self.resize,
             "patch": self.patch,
             "scale_tolerance": self.scale_tolerance,
+            "jpeg_margin": self.jpeg_margin,
         }
 
     @classmethod
@@ -169,24 +188,8 @@ class InputDomain:
             resize=int(record["resize"]),
             patch=None if record.get("patch") is None else int(record["patch"]),
             scale_tolerance=_tolerance(record.get("scale_tolerance", SCALE_TOLERANCE)),
+            jpeg_margin=_margin(record.get("jpeg_margin", JPEG_QUALITY_MARGIN)),
         )
-
-
-def choose_scale_tolerance(flip_rates: dict[float, float], *, max_flip_rate: float) -> float:
-    """The largest of SCALE_TOLERANCE_STEPS whose resize by that factor and by its inverse each
-    flip at most `max_flip_rate` of the validation verdicts, every smaller step included
-    (`flip_rates`: factor -> share flipped); 1.0 where the first step already fails."""
-    tolerance = 1.0
-    for step in SCALE_TOLERANCE_STEPS:
-        if max(flip_rates[step], flip_rates[1 / step]) > max_flip_rate:
-            break
-        tolerance = step
-    return tolerance
-
-
-def tolerance_factors() -> list[float]:
-    """The resizing factors `choose_scale_tolerance` needs flip rates for, down then up."""
-    return [1 / step for step in SCALE_TOLERANCE_STEPS] + list(SCALE_TOLERANCE_STEPS)
 
 
 def _tolerance(value) -> float:
@@ -194,6 +197,12 @@ def _tolerance(value) -> float:
     if not (np.isfinite(tolerance) and tolerance >= 1.0):
         raise ValueError(f"invalid scale tolerance {value!r}")
     return tolerance
+
+
+def _margin(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"invalid JPEG quality margin {value!r}")
+    return value
 
 
 def _factor(value: float) -> str:
