@@ -275,8 +275,9 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"(the narrowest band whose answered validation images were wrong at most "
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
         f"- **Training domain**: {_sizes(domain)}, "
-        + (f"JPEG quality {_range(*quality)}{_jpeg_reach(domain)}" if quality else "no JPEGs")
-        + f" ({domain['jpeg_share']:.0%} JPEG); feature distance at most "
+        + (f"JPEG quality {_range(*quality)}" if quality else "no JPEGs")
+        + f" ({domain['jpeg_share']:.0%} JPEG{_jpeg_reach(domain) if quality else ''}); "
+        "feature distance at most "
         f"{record['feature_threshold']:.1f} ({record['feature_quantile']:.0%} of in-domain "
         f"validation images).",
         f"- **Stability**: {_describe_changes(record)}",
@@ -319,11 +320,11 @@ def _jpeg_reach(domain: Mapping[str, Any]) -> str:
     margin = domain.get("jpeg_margin", JPEG_QUALITY_MARGIN)
     if margin <= 0:
         return (
-            " and no other (re-saving its own validation images "
+            "; no other quality is admitted: re-saving its own validation images "
             f"{JPEG_MARGIN_STEPS[0]} qualities away flips more than {MAX_FLIP_RATE:.0%} of "
-            "their verdicts)"
+            "their verdicts"
         )
-    return f" and up to {margin} qualities beyond (withstood on validation)"
+    return f"; qualities up to {margin} either side admitted, as withstood on validation"
 
 
 def _span(scale: list[float], resize: int) -> str:

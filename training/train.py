@@ -99,6 +99,10 @@ def _autocast(device: torch.device, amp: torch.dtype | None):
     return torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None)
 
 
+class TrainingDiverged(ValueError):
+    """The training loss stopped being a number: the run cannot go on from here."""
+
+
 def train_one_epoch(
     model,
     loader,
@@ -148,6 +152,12 @@ def train_one_epoch(
         labels.append(targets.cpu())
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     total_loss, seen = sum_across(setup, total_loss, seen)
+    if not math.isfinite(total_loss):  # every rank sees the same sum, so all stop together
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the mean training loss is "
+            f"{total_loss / seen}. The epochs finished before it are kept; resume with a lower "
+            "learning rate (--optim.lr) or in float32 (--optim.amp off)"
+        )
     y, p = gather_arrays(setup, torch.cat(labels).numpy(), torch.cat(probs).numpy())
     return _summarize(total_loss / seen, y, p)
 
