@@ -216,6 +216,7 @@ def draw_heatmaps(
         reading = read_heatmap(explanation.heatmap)
         readings[explanation.target] = reading
         column.caption(describe_heatmap(reading, explanation.target))
+        column.caption(explanation.describe_faithfulness())
         column.download_button(
             f"Overlay PNG ({explanation.target})",
             png_bytes(enlarge(overlay)),
@@ -230,6 +231,7 @@ def draw_heatmaps(
         "method": method,
         "heatmap_patch": None if box is None else list(box),
         "heatmap_reading": readings,
+        "heatmaps": [explanation.to_dict() for explanation in explanations],
         "evidence": _evidence_record(item.data),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -209,9 +209,15 @@ def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> Non
             continue
         column.image(
             enlarge(explanation.overlay, THUMBNAIL),
-            caption=thumbnail_caption(row),
+            caption=f"{thumbnail_caption(row)}{faithfulness_note(explanation)}",
             width=THUMBNAIL,
         )
+
+
+def faithfulness_note(explanation) -> str:
+    """' · faithfulness +0.31' for a thumbnail's caption (empty where it was not measured)."""
+    score = explanation.faithfulness
+    return "" if score is None else f" · faithfulness {score:+.2f}"
 
 
 def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> None:
@@ -237,6 +243,8 @@ def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> N
     views[1].image(enlarge(explanations["fake"].view, 200), caption="What the model saw")
     views[2].image(enlarge(explanations["fake"].overlay, 200), caption=f"{method}: why fake")
     views[3].image(enlarge(explanations["real"].overlay, 200), caption=f"{method}: why real")
+    for target in ("fake", "real"):
+        st.caption(f"Why {target}: {explanations[target].describe_faithfulness()}")
     st.table(
         pd.DataFrame(
             {
