@@ -1,0 +1,16 @@
+"""Reports an analyst hands on: a case report for one image (`case`), a batch audit of a folder
+(`audit`), in self-contained HTML (`html`) that Chromium can print to PDF (`pdf`)."""
+
+from forensics.report.case import Case, FileFacts, build_case, render_case, write_case_report
+from forensics.report.pdf import PdfUnavailableError, find_chromium, print_to_pdf
+
+__all__ = [
+    "Case",
+    "FileFacts",
+    "PdfUnavailableError",
+    "build_case",
+    "find_chromium",
+    "print_to_pdf",
+    "render_case",
+    "write_case_report",
+]
