@@ -289,7 +289,7 @@ AUDIT_TEMPLATE = """<!DOCTYPE html>
 <body>
 <h1>Audit of <span class="mono">{{ record.folder }}</span></h1>
 <p class="note">{{ total }} files; checkpoint {{ checkpoints | join(", ") or "none" }}; heatmaps by
-{{ record.method }} for each image's own call{% if record.command %}; made by
+{{ record.method }} for each image's own call{% if record.get("command") %}; made by
 <span class="mono">{{ record.command }}</span>{% endif %}. Each row opens the image's case report.
 A verdict is a statistical score, not proof.</p>
 
