@@ -18,6 +18,7 @@ from forensics.cli import main as cli_main
 from forensics.detector import load_detector
 from forensics.report import build_case, render_case
 from tests.conftest import image_bytes, make_image
+from tests.test_app import app  # noqa: F401 - a fixture
 
 # Attributes through which a page loads something.
 RESOURCE_ATTRIBUTES = {"src", "href", "srcset", "poster", "data", "action", "formaction",
@@ -212,3 +213,16 @@ def test_pdf_is_printed_by_chromium(tmp_path: Path, capsys) -> None:
     assert cli_main(["report", str(image), "--out", str(out), "--pdf", str(pdf)]) == 0
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
     assert f"-> {pdf}" in capsys.readouterr().out
+
+
+def test_the_classify_page_offers_the_case_report_and_says_how_faithful_each_map_is(
+    app,  # noqa: F811
+) -> None:
+    from tests.test_app import upload
+
+    at = upload(app, "sample.png", image_bytes(make_image(5, size=32), "PNG"))
+    assert not at.exception, at.exception
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert "Case report (HTML: prints to PDF)" in downloads
+    faithful = [c.value for c in at.caption if c.value.startswith("Removing the marked 20%")]
+    assert len(faithful) == 2, faithful  # under the 'fake' and the 'real' heatmap

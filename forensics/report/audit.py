@@ -21,21 +21,19 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forensics.atomic import write_atomic, write_text_atomic
-from forensics.card import read_card_limits
 from forensics.data import images_in_folder
 from forensics.evidence import gather_evidence
 from forensics.explain import check_method
 from forensics.images import MAX_BYTES, ImageLoadError, _read_bytes
 from forensics.report.case import (
     DECISION_NAMES,
-    Case,
+    assemble_case,
     chosen_checkpoint,
     describe_file,
     write_case_report,
@@ -198,20 +196,12 @@ def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
                evidence_views: bool) -> dict:  # fmt: skip
     """Write the image's case report; return its part: the CSV row and the thumbnails."""
     verdict = explanation.verdict
-    used = chosen_checkpoint(detector, verdict)
     facts = describe_file(data, Path(rel).name)
-    patch_map = used.patch_map(data) if explanation.box is not None else None
+    patch_map = None
+    if explanation.box is not None:  # a patch model: its map over the whole photograph
+        patch_map = chosen_checkpoint(detector, verdict).patch_map(data)
     evidence = gather_evidence(data, views=evidence_views)
-    case = Case(
-        file=facts,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        verdict=verdict,
-        explanations=(explanation,),
-        checkpoint_dir=str(used.checkpoint_dir or ""),
-        patch_map=patch_map,
-        evidence=evidence,
-        limits=read_card_limits(used.checkpoint_dir),
-    )
+    case = assemble_case(detector, facts, [explanation], patch_map=patch_map, evidence=evidence)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(rel).stem)[:60]
     case_path = Path(CASES) / f"{stem}-{facts.sha256[:12]}.html"
     write_case_report(case, out / case_path, command=f"audit of {rel}")

@@ -108,21 +108,39 @@ def build_case(
     explanations = tuple(
         detector.explain(data, method, target) for method in methods for target in targets
     )
-    verdict = explanations[0].verdict
-    used = chosen_checkpoint(detector, verdict)
+    used = chosen_checkpoint(detector, explanations[0].verdict)
     patch_map = None
     if explanations[0].box is not None:  # a patch model: its map over the whole photograph
         patch_map = used.patch_map(data)
     board = gather_evidence(data, views=evidence_views) if evidence else None
+    return assemble_case(detector, facts, explanations, patch_map=patch_map, evidence=board,
+                         created=created)  # fmt: skip
+
+
+def assemble_case(
+    detector,
+    facts: FileFacts,
+    explanations: Sequence[Explanation],
+    *,
+    patch_map: PatchMap | None = None,
+    evidence: Evidence | None = None,
+    created: datetime | None = None,
+) -> Case:
+    """A Case from what was already computed (the Classify page's explanations, an audit's
+    batch): the verdict is the first explanation's, the card the chosen checkpoint's."""
+    if not explanations:
+        raise ValueError("a case needs at least one explanation")
+    verdict = explanations[0].verdict
+    used = chosen_checkpoint(detector, verdict)
     when = created or datetime.now(timezone.utc)
     return Case(
         file=facts,
         created=when.astimezone(timezone.utc).isoformat(timespec="seconds"),
         verdict=verdict,
-        explanations=explanations,
+        explanations=tuple(explanations),
         checkpoint_dir=str(used.checkpoint_dir) if used.checkpoint_dir is not None else "",
         patch_map=patch_map,
-        evidence=board,
+        evidence=evidence,
         limits=read_card_limits(used.checkpoint_dir),
     )
 
