@@ -109,3 +109,21 @@ def test_the_plain_words_and_the_checks() -> None:
     with pytest.raises(ValueError, match="within"):
         measure_faithfulness(model, tensor, np.zeros((1, 8, 8)), class_index=[1],
                              calibrate=lambda m: m, shares=[1.0])  # fmt: skip
+
+
+def test_methods_are_compared_over_a_sample_most_faithful_first(localized_detector) -> None:
+    from forensics.faithfulness import compare_methods, describe_comparison
+    from tests.conftest import image_bytes
+
+    images = [image_bytes(_image(3000 + i, fake=i % 2 == 0), "PNG") for i in range(6)]
+    table = compare_methods(localized_detector, [*images, b"not an image"], ["eigencam", "gradcam"])
+    assert list(table["method"]) == sorted(table["method"], key=lambda m: -float(
+        table.set_index("method").loc[m, "faithfulness"]))  # fmt: skip
+    assert (table["n"] == 6).all() and table["share_positive"].between(0, 1).all()
+    grad = table.set_index("method").loc["gradcam"]
+    assert grad["faithfulness"] > 0.1 and grad["marked_drop"] > grad["unmarked_drop"]
+    assert describe_comparison(table).startswith(f"For this model, {table['method'][0]} is")
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        compare_methods(localized_detector, images, ["nope"])
+    with pytest.raises(ValueError, match="none of the images"):
+        compare_methods(localized_detector, [b"x"], ["gradcam"])
