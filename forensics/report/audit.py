@@ -69,7 +69,7 @@ def run_audit(
     out: str | Path,
     *,
     method: str = "gradcam",
-    faithfulness: bool = True,
+    faithfulness: bool = False,
     evidence_views: bool = True,
     batch_size: int = 32,
     record: dict | None = None,
@@ -77,9 +77,12 @@ def run_audit(
     on_image: Callable[[int, int], None] | None = None,
 ) -> AuditResult:
     """Audit every image file under `folder` into `out` (see the module's description), resuming
-    from OUT/parts. `faithfulness` measures each heatmap's (about as much work again as the
-    verdict); `evidence_views` adds the classic views to each case report. `on_image(done,
-    total)` is called after each image. ValueError where `folder` holds no image file."""
+    from OUT/parts. `faithfulness` measures each heatmap's: off by default, as it costs more
+    than the rest of an image's audit (it would halve the throughput; benchmarks.audit measures
+    both), while the evaluation page's comparison says how faithful the method is for the model
+    in general, and an image's own report measures it. `evidence_views` adds the classic views
+    to each case report. `on_image(done, total)` is called after each image. ValueError where
+    `folder` holds no image file."""
     from tqdm.auto import tqdm
 
     check_method(method)

@@ -163,7 +163,10 @@ def render_case(case: Case, *, command: str | None = None) -> str:
             "target": explanation.target,
             "overlay": png_data_uri(explanation.overlay),
             "faithfulness": explanation.faithfulness,
-            "reading": explanation.describe_faithfulness(),
+            "reading": explanation.describe_faithfulness()
+            if explanation.faithfulness is not None
+            else "Faithfulness was not measured for this heatmap (an audit measures it only "
+            "with --faithfulness; python -m forensics report always does).",
         })  # fmt: skip
     first = case.explanations[0]
     box = first.box
