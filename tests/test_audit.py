@@ -150,3 +150,26 @@ def test_bad_arguments_exit_2(detector: Detector, tmp_path: Path) -> None:
     empty.mkdir()
     assert cli_main(["audit", str(empty), "--out", str(tmp_path / "o"),
                      "--checkpoint", str(detector.checkpoint_dir)]) == 2  # fmt: skip
+
+
+def test_the_benchmark_prints_evaluate_and_audit_side_by_side(
+    detector: Detector, tmp_path: Path, capsys
+) -> None:
+    import zipfile
+
+    from benchmarks.audit import main as bench_main
+
+    archive = tmp_path / "cifake-train.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(4):
+            label = "FAKE" if i % 2 else "REAL"
+            zf.writestr(f"{label}/{i}.jpg", image_bytes(make_image(i, fake=label == "FAKE")))
+    work = tmp_path / "work"
+    assert bench_main(["--data", str(archive), "--images", "4", "--workdir", str(work),
+                       "--checkpoint", str(detector.checkpoint_dir)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "4 CIFAKE files" in out
+    for name in ("evaluate", "audit", "audit --faithfulness"):
+        assert any(line.startswith(name) for line in out.splitlines()), out
+    assert "faithfulness check:" in out and "of evaluate's throughput" in out
+    assert len(pd.read_csv(work / "audit" / "audit.csv")) == 4
