@@ -1,4 +1,6 @@
-"""Class activation maps from pytorch-grad-cam: the nine methods, the targets, and overlays.
+"""Class activation maps from pytorch-grad-cam: the nine methods, the targets, overlays, and
+each map's faithfulness (`measure_faithfulness`: pytorch-grad-cam's ROAD metrics, whether
+removing what a map marks changes the score more than removing what it leaves out).
 
 "What to explain" (a class index on the two-logit output) is kept apart from "how" (the CAM
 method). CAM objects are created per call and released with `with`, so their hooks never
