@@ -202,22 +202,16 @@ def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> Non
             explanation = (
                 next(batch)
                 if batch is not None
-                else explain_cached(detector, data, "gradcam", "predicted")
+                else explain_many_cached(detector, [data], "gradcam", "predicted")[0]
             )
         except ImageLoadError as exc:
             column.warning(f"{row.path}: {exc}")
             continue
         column.image(
             enlarge(explanation.overlay, THUMBNAIL),
-            caption=f"{thumbnail_caption(row)}{faithfulness_note(explanation)}",
+            caption=thumbnail_caption(row),
             width=THUMBNAIL,
         )
-
-
-def faithfulness_note(explanation) -> str:
-    """' · faithfulness +0.31' for a thumbnail's caption (empty where it was not measured)."""
-    score = explanation.faithfulness
-    return "" if score is None else f" · faithfulness {score:+.2f}"
 
 
 def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> None:
