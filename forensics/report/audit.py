@@ -96,6 +96,7 @@ def run_audit(
                     evidence_views=evidence_views)  # fmt: skip
     parts: dict[str, dict] = {}
     reused = 0
+    command = (record or {}).get("command") or f"python -m forensics audit {folder}"
     with tqdm(total=len(files), desc="auditing", unit="img", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
@@ -111,9 +112,10 @@ def run_audit(
                     parts[rel] = _keep(out, rel, key, _unreadable(rel, None, error))
                 else:
                     todo.append((rel, data))
-            for rel, part in _audit_images(detector, todo, out, key, method=method,
+            for rel, part in _audit_images(detector, todo, out, method=method,
                                            faithfulness=faithfulness,
-                                           evidence_views=evidence_views):  # fmt: skip
+                                           evidence_views=evidence_views,
+                                           command=command):  # fmt: skip
                 parts[rel] = _keep(out, rel, key, part)
             bar.update(len(chunk))
             if on_image is not None:
@@ -166,8 +168,8 @@ def _unreadable(rel: str, sha256: str | None, reason: str | None) -> dict:
     return {"row": row}
 
 
-def _audit_images(detector, todo, out: Path, key: dict, *, method: str, faithfulness: bool,
-                  evidence_views: bool):  # fmt: skip
+def _audit_images(detector, todo, out: Path, *, method: str, faithfulness: bool,
+                  evidence_views: bool, command: str):  # fmt: skip
     """(rel, part) for each (rel, bytes): explained together, else (an unreadable file among
     them) one by one, so that each unreadable file is named with its reason."""
     if not todo:
@@ -190,13 +192,13 @@ def _audit_images(detector, todo, out: Path, key: dict, *, method: str, faithful
             continue
         try:
             yield rel, _case_part(detector, rel, data, explanation, out,
-                                  evidence_views=evidence_views)  # fmt: skip
+                                  evidence_views=evidence_views, command=command)  # fmt: skip
         except ImageLoadError as exc:  # readable by the model, not by the evidence board
             yield rel, _unreadable(rel, sha, str(exc))
 
 
 def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
-               evidence_views: bool) -> dict:  # fmt: skip
+               evidence_views: bool, command: str) -> dict:  # fmt: skip
     """Write the image's case report; return its part: the CSV row and the thumbnails."""
     verdict = explanation.verdict
     facts = describe_file(data, Path(rel).name)
@@ -207,7 +209,7 @@ def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
     case = assemble_case(detector, facts, [explanation], patch_map=patch_map, evidence=evidence)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(rel).stem)[:60]
     case_path = Path(CASES) / f"{stem}-{facts.sha256[:12]}.html"
-    write_case_report(case, out / case_path, command=f"audit of {rel}")
+    write_case_report(case, out / case_path, command=command)
     row = {
         "path": rel,
         "sha256": facts.sha256,

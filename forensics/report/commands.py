@@ -116,7 +116,10 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     if args.out.resolve().is_relative_to(args.folder.resolve()):
-        raise UsageError("--out must lie outside the audited folder (its reports are images too)")
+        raise UsageError(
+            "--out must lie outside the audited folder: the audit's files must not mix with "
+            "the files it describes"
+        )
     detector = _load(args.checkpoint, args.engine)
     command = shlex.join(["python", "-m", "forensics", *sys.argv[1:]])
     try:
