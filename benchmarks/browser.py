@@ -13,17 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from forensics.report.pdf import CHROMIUM_FLAGS
+
+__all__ = ["CHROMIUM_FLAGS", "REPO_ROOT", "free_port", "serve_app"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Headless as root on a closed network: no sandbox, no GPU, no background traffic.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
-"""Command line: `python -m forensics predict IMG...`, `evidence IMG...`, `evaluate --data DIR`
-and `robustness --data DIR --out OUT`.
+"""Command line: `python -m forensics predict IMG...`, `evidence IMG...`, `evaluate --data DIR`,
+`robustness --data DIR --out OUT`, and (in `forensics.report.commands`) `report IMG --out FILE`
+and `audit DIR --out OUT`.
 
 `predict` also takes folders: their image files, recursively (see expand_image_paths).
 
@@ -14,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evidence.add_argument("images", nargs="+", type=Path, help="image files or folders")
     evidence.add_argument("--json", action="store_true", help="one JSON object per line")
+    from forensics.report.commands import add_commands
+
+    add_commands(commands)  # report IMG, audit DIR
     return parser
 
 
@@ -175,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_evidence(args)
         if args.command == "robustness":
             return run_robustness(args)
+        if args.command in ("report", "audit"):
+            from forensics.report import commands
+
+            return (
+                commands.run_report(args) if args.command == "report" else commands.run_audit(args)
+            )
         return run_evaluate(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -261,6 +270,8 @@ def expand_image_paths(paths: list[Path]) -> list[Path]:
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    from forensics.data import images_in_folder
+
     expanded: list[Path] = []
     for path in paths:
         if not path.is_dir():
@@ -271,24 +282,6 @@ def expand_image_paths(paths: list[Path]) -> list[Path]:
             print(f"{path}: no image files in this folder", file=sys.stderr)
         expanded += found
     return expanded
-
-
-def images_in_folder(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, as dataset discovery finds them (by extension, hidden folders
-    skipped), never leaving it: folder links are not followed, file links only to inside it."""
-    from forensics.data import IMAGE_EXTENSIONS
-
-    root = folder.resolve()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        for name in filenames:
-            path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS and _stays_inside(path, root):
-                yield path
-
-
-def _stays_inside(path: Path, root: Path) -> bool:
-    return not path.is_symlink() or path.resolve().is_relative_to(root)
 
 
 def describe_verdict(path: Path, verdict) -> str:
@@ -309,7 +302,6 @@ def describe_verdict(path: Path, verdict) -> str:
 def _evaluate_routed(args: argparse.Namespace, detector, manifest, discovery) -> int:
     """`evaluate --checkpoint auto`: one process (torchrun shards single checkpoints only); the
     predictions name the checkpoint that judged each image."""
-    import os
 
     from forensics.evaluation import predict_rows, summarize_verdicts, write_evaluation
 

@@ -381,3 +381,19 @@ class ManifestDataset(torch.utils.data.Dataset):
             self._cache = [None] * len(self.paths)
         for i in tqdm(range(len(self)), desc="decoding", unit="img", disable=not progress):
             self.load(i)
+
+
+def images_in_folder(folder: Path) -> Iterator[Path]:
+    """Image files under `folder`, as dataset discovery finds them (by extension, hidden folders
+    skipped), never leaving it: folder links are not followed, file links only to inside it."""
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.suffix.lower() in IMAGE_EXTENSIONS and _stays_inside(path, root):
+                yield path
+
+
+def _stays_inside(path: Path, root: Path) -> bool:
+    return not path.is_symlink() or path.resolve().is_relative_to(root)

@@ -30,9 +30,12 @@ from forensics.checkpoint import (
     load_checkpoint,
 )
 from forensics.explain import (
+    REMOVED_SHARES,
     check_method,
     check_target,
     compute_cam,
+    faithfulness_score,
+    measure_faithfulness,
     overlay_heatmap,
 )
 from forensics.images import ImageInfo, ImageSource, read_image
@@ -65,7 +68,7 @@ from forensics.trust import (
     load_trust_profile,
 )
 from forensics.trust.calibration import sigmoid
-from forensics.verdicts import Explanation, PatchMap, Verdict
+from forensics.verdicts import Explanation, PatchMap, Removal, Verdict
 
 __all__ = ["Detector", "Explanation", "PatchMap", "Verdict", "load_detector"]
 RECENT_MAPS = 4
@@ -219,6 +222,10 @@ class Detector:
         margin = logits[:, CLASS_INDEX["fake"]] - logits[:, CLASS_INDEX["real"]]
         return margin.astype(np.float64), output[:, NUM_CLASSES:]
 
+    def _logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 2) of a preprocessed batch from the engine; the caller holds the lock."""
+        return self.engine(batch).float()[:, :NUM_CLASSES]
+
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """Calibrated prob_fake (N,) for a preprocessed batch (no decisions)."""
         return self.calibrated(self.score_tensor(batch)[0])
@@ -342,14 +349,18 @@ class Detector:
         opacity: float = 0.5,
         batch_size: int = 32,
         box: Box | None = None,
+        faithfulness: bool = True,
     ) -> Explanation:
         """Verdict plus a CAM heatmap for `target` ("predicted", "fake" or "real") over the view
-        the model saw. `batch_size` bounds scorecam/ablationcam's batched forward passes. A
-        patch model explains one native-resolution patch: `box` (one of its patch map's boxes),
-        else the patch that most supports the verdict."""
+        the model saw, and how faithful the heatmap is (`faithfulness=False` skips that check:
+        1 + 2 x len(REMOVED_SHARES) more forward passes). `batch_size` bounds scorecam/
+        ablationcam's batched forward passes. A patch model explains one native-resolution
+        patch: `box` (one of its patch map's boxes), else the patch that most supports the
+        verdict."""
         (explanation,) = self.explain_batch(
-            [image], method, target, opacity=opacity, batch_size=batch_size, boxes=[box]
-        )
+            [image], method, target, opacity=opacity, batch_size=batch_size, boxes=[box],
+            faithfulness=faithfulness,
+        )  # fmt: skip
         return explanation
 
     def explain_batch(
@@ -361,6 +372,7 @@ class Detector:
         opacity: float = 0.5,
         batch_size: int = 32,
         boxes: Sequence[Box | None] | None = None,
+        faithfulness: bool = True,
     ) -> list[Explanation]:
         """`explain` for several images with one forward and one backward pass for all of them
         (each image's own class when `target` is "predicted"): what a gallery of heatmaps needs.
@@ -382,20 +394,25 @@ class Detector:
         else:
             verdicts, boxes, views, tensors = self._patch_views_to_explain(images, loaded, boxes)
         explained = [v.label if target == "predicted" else target for v in verdicts]
-        heatmaps = []
+        heatmaps, changes = [], []
         with self._lock:
             for tensor in tensors:
                 done = len(heatmaps)
-                heatmaps += list(
-                    compute_cam(
-                        self.model,
-                        self.target_layer,
-                        tensor,
-                        method=method,
-                        class_index=[CLASS_INDEX[n] for n in explained[done : done + len(tensor)]],
-                        batch_size=batch_size,
-                    )
-                )
+                classes = [CLASS_INDEX[n] for n in explained[done : done + len(tensor)]]
+                maps = compute_cam(self.model, self.target_layer, tensor, method=method,
+                                   class_index=classes, batch_size=batch_size)  # fmt: skip
+                heatmaps += list(maps)
+                if faithfulness:  # the verdicts' engine: the model as it scores, but faster
+                    changes += list(measure_faithfulness(
+                        self._logits, tensor, maps, class_index=classes, calibrate=self.calibrated
+                    ))  # fmt: skip
+        scores = faithfulness_score(np.array(changes)) if changes else [None] * len(heatmaps)
+        removals = [
+            tuple(
+                Removal(s, float(m), float(u)) for s, (m, u) in zip(REMOVED_SHARES, c, strict=True)
+            )
+            for c in changes
+        ] or [()] * len(heatmaps)
         return [
             Explanation(
                 verdict=verdict,
@@ -405,9 +422,11 @@ class Detector:
                 view=view,
                 overlay=overlay_heatmap(view, heatmap, opacity=opacity),
                 box=box,
+                faithfulness=None if score is None else float(score),
+                removals=removal,
             )
-            for verdict, name, heatmap, view, box in zip(
-                verdicts, explained, heatmaps, views, boxes, strict=True
+            for verdict, name, heatmap, view, box, score, removal in zip(
+                verdicts, explained, heatmaps, views, boxes, scores, removals, strict=True
             )
         ]
 

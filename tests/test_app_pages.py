@@ -657,3 +657,19 @@ def _copy_without_sweep(environment, tmp_path: Path) -> Path:
     shutil.copytree(environment["checkpoint"], copy, ignore=shutil.ignore_patterns("eval_cache"))
     shutil.rmtree(copy / "robustness")
     return copy
+
+
+def test_the_evaluation_page_compares_the_faithfulness_of_cam_methods(environment) -> None:
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    next(n for n in at.number_input if n.label == "Images in the sample").set_value(8)
+    next(m for m in at.multiselect if m.label == "Methods").set_value(["gradcam", "eigencam"])
+    next(b for b in at.button if b.label == "Measure").click().run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "faithfulness (mean)" in d.value.columns)
+    n = int(table["n"].iloc[0])  # the stored evaluation's images, at most the 8 asked for
+    assert sorted(table["method"]) == ["eigencam", "gradcam"] and 0 < n <= 8
+    assert (table["n"] == n).all() and table["faithfulness (mean)"].is_monotonic_decreasing
+    best = table["method"].iloc[0]
+    assert any(f"{best} is the most faithful of 2 methods on {n} images" in m.value
+               for m in at.markdown)  # fmt: skip

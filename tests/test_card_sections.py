@@ -115,3 +115,27 @@ def test_the_section_names_the_changes_the_trust_checks_miss() -> None:
     calm = describe_robustness(summary.iloc[:2], {})
     assert "No change here leaves more than 5% of the images confidently wrong" in calm
     assert "(command not recorded)" in calm
+
+
+def test_every_shipped_card_names_where_its_model_must_not_be_trusted() -> None:
+    """The case report quotes this section; a card without it would say nothing there."""
+    from forensics.card import LIMITS_HEADING, read_card_limits
+    from forensics.checkpoint import shipped_checkpoints
+
+    for checkpoint in shipped_checkpoints():
+        limits = read_card_limits(checkpoint)
+        assert limits is not None and limits.startswith(LIMITS_HEADING), checkpoint
+        assert "- " in limits and "Library versions" not in limits
+
+
+def test_a_card_without_the_named_section_is_read_by_its_heading(tmp_path: Path) -> None:
+    from forensics.card import read_card_limits
+
+    (tmp_path / "MODEL_CARD.md").write_text(
+        "# Card\n\n## Where it must not be trusted\n\n- on faces\n\nLibrary versions: x\n\n"
+        "## Next\n\nmore\n"
+    )
+    assert read_card_limits(tmp_path) == (
+        "## Where it must not be trusted\n\n- on faces\n\nLibrary versions: x"
+    )
+    assert read_card_limits(tmp_path / "none") is None

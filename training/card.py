@@ -3,23 +3,17 @@
 
 `training.fit_trust` writes the `trust` section and `training.robustness` the `robustness` one,
 into a freshly published card or into a shipped checkpoint's card whose run folder is gone.
+Reading a section is `forensics.card`'s (the library's case report reads the `limits` one).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from forensics.atomic import write_text_atomic
+from forensics.card import CARD_FILE, read_card_section, section_markers
 
-CARD_FILE = "MODEL_CARD.md"
-
-
-def section_markers(name: str) -> tuple[str, str]:
-    """The HTML comments around section `name` (letters, digits, '-' and '_')."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise ValueError(f"a card section name is letters, digits, '-' or '_', got {name!r}")
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+__all__ = ["CARD_FILE", "read_card_section", "section_markers", "write_card_section"]
 
 
 def write_card_section(card: Path, name: str, body: str) -> None:
@@ -34,12 +28,3 @@ def write_card_section(card: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
     write_text_atomic(card, text)
-
-
-def read_card_section(card: Path, name: str) -> str | None:
-    """The body of section `name`, or None where the card has none."""
-    start, end = section_markers(name)
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    if start not in text or end not in text.split(start, 1)[1]:
-        return None
-    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")

@@ -26,6 +26,7 @@ from forensics.explain import (
     read_heatmap,
 )
 from forensics.images import ImageLoadError
+from forensics.report.case import assemble_case, describe_file, render_case
 from forensics.ui.common import (
     THRESHOLD_KEY,
     enlarge,
@@ -155,6 +156,7 @@ def show_result(
             with st.spinner(f"Computing {method} for that patch…"):
                 explanations = [explain_cached(detector, data, method, t, box=box) for t in targets]
     draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
+    draw_case_report_button(detector, item, explanations)
     draw_perturbation(detector, item, method=method, target=target, opacity=opacity)
     draw_evidence(item)
 
@@ -216,6 +218,7 @@ def draw_heatmaps(
         reading = read_heatmap(explanation.heatmap)
         readings[explanation.target] = reading
         column.caption(describe_heatmap(reading, explanation.target))
+        column.caption(explanation.describe_faithfulness())
         column.download_button(
             f"Overlay PNG ({explanation.target})",
             png_bytes(enlarge(overlay)),
@@ -230,6 +233,7 @@ def draw_heatmaps(
         "method": method,
         "heatmap_patch": None if box is None else list(box),
         "heatmap_reading": readings,
+        "heatmaps": [explanation.to_dict() for explanation in explanations],
         "evidence": _evidence_record(item.data),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -239,6 +243,35 @@ def draw_heatmaps(
         file_name=f"{Path(name).stem}_verdict.json",
         mime="application/json",
         key=f"json-{item.key}",
+    )
+
+
+def draw_case_report_button(detector, item: UploadItem, explanations: list) -> None:
+    """The case report of this image (the verdict, these heatmaps, the evidence, the card's
+    limits) as one self-contained HTML file, made only when the button is clicked."""
+    patch_map = None
+    if explanations[0].box is not None:
+        patch_map = patch_map_cached(detector, item.data)
+
+    def report() -> str:
+        facts = describe_file(item.data, item.name)
+        try:
+            evidence = evidence_cached(item.data)
+        except ImageLoadError:
+            evidence = None
+        case = assemble_case(detector, facts, explanations, patch_map=patch_map,
+                             evidence=evidence)  # fmt: skip
+        return render_case(case, command="the Classify page")
+
+    st.download_button(
+        "Case report (HTML: prints to PDF)",
+        report,
+        file_name=f"{Path(item.name).stem}_case_report.html",
+        mime="text/html",
+        key=f"case-{item.key}",
+        help="One self-contained file to hand on: the file's SHA-256, the verdict and its "
+        "reasons, these heatmaps with their faithfulness, the evidence, and where the model "
+        "must not be trusted. Nothing in it is fetched from the internet.",
     )
 
 

@@ -202,7 +202,7 @@ def draw_grid(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> Non
             explanation = (
                 next(batch)
                 if batch is not None
-                else explain_cached(detector, data, "gradcam", "predicted")
+                else explain_many_cached(detector, [data], "gradcam", "predicted")[0]
             )
         except ImageLoadError as exc:
             column.warning(f"{row.path}: {exc}")
@@ -237,6 +237,8 @@ def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> N
     views[1].image(enlarge(explanations["fake"].view, 200), caption="What the model saw")
     views[2].image(enlarge(explanations["fake"].overlay, 200), caption=f"{method}: why fake")
     views[3].image(enlarge(explanations["real"].overlay, 200), caption=f"{method}: why real")
+    for target in ("fake", "real"):
+        st.caption(f"Why {target}: {explanations[target].describe_faithfulness()}")
     st.table(
         pd.DataFrame(
             {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from forensics.card import CARD_FILE
 from forensics.ui.common import selected_detector
 
-CARD_FILE = "MODEL_CARD.md"
 READING_A_VERDICT = """
 **What a verdict means.** P(fake) is the model's estimate that the image was generated rather
 than photographed, learned from the training data named in the card below. "AI-generated"

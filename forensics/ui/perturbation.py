@@ -72,6 +72,7 @@ def draw_perturbation(detector, item, *, method: str, target: str, opacity: floa
             caption=f"{title}: {method}, regions pushing towards '{explained}'",
             width=VIEW_SIZE,
         )
+        column.caption(explanation.describe_faithfulness())
         if verdict.reasons:
             colour = DECISION_COLOURS[verdict.decision]
             column.markdown("\n".join(f"- :{colour}[{reason}]" for reason in verdict.reasons))
