@@ -8,7 +8,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import streamlit as st
@@ -231,7 +231,7 @@ def draw_heatmaps(
         "heatmap_patch": None if box is None else list(box),
         "heatmap_reading": readings,
         "evidence": _evidence_record(item.data),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     st.download_button(
         "JSON record of this verdict",
