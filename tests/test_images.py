@@ -392,3 +392,20 @@ def test_max_bytes_limit(tmp_path: Path, png_data: bytes) -> None:
     # At exactly the limit it loads.
     _assert_rgb(load_image(png_data, max_bytes=len(png_data)), (48, 48))
     _assert_rgb(load_image(io.BytesIO(png_data), max_bytes=len(png_data)), (48, 48))
+
+
+# Found by mutation testing: the exact scale of each high-depth case, at its boundaries.
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        (np.array([[0, 255]], dtype=np.uint16), "PNG", [0, 255]),  # at most 255: 8-bit values
+        (np.array([[0, 256]], dtype=np.uint16), "PNG", [0, 1]),  # above: 16-bit values
+        (np.array([[0.0, 128.0, 255.0]], dtype=np.float32), "TIFF", [0, 128, 255]),
+        (np.array([[0.0, 1.5, 2.0]], dtype=np.float32), "TIFF", [0, 2, 2]),  # above 1: 0-255
+        (np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32), "TIFF", [0, 0, 0, 128]),
+    ],
+)
+def test_high_depth_images_scale_exactly(values, fmt: str, expected: list[int]) -> None:
+    pixels = _pixels(load_image(image_bytes(Image.fromarray(values), fmt)))
+    assert pixels[0, :, 0].tolist() == expected
+    assert (pixels[..., 0] == pixels[..., 2]).all()  # grey

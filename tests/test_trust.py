@@ -345,3 +345,15 @@ def test_the_card_says_why_a_bias_was_or_was_not_used() -> None:
     assert _describe_calibration({"temperature": 2.0, "fit": {"val_images": 9}}) == (
         "temperature 2.000, fitted on 9 validation images"
     )
+
+
+def test_a_verdict_record_has_exactly_the_documented_keys() -> None:
+    from forensics.verdicts import Verdict
+
+    verdict = Verdict(label="fake", prob_fake=0.8, threshold=0.5, perturbed={"jpeg": 0.7},
+                      feature_distance=1.5, routing="chosen")  # fmt: skip
+    assert verdict.to_dict() == {
+        "decision": "fake", "reasons": [], "label": "fake", "prob_fake": 0.8,
+        "prob_fake_raw": 0.8, "threshold": 0.5, "checkpoint": "", "checkpoint_id": "",
+        "perturbed": {"jpeg": 0.7}, "feature_distance": 1.5, "routing": "chosen",
+    }  # fmt: skip
