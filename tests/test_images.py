@@ -409,3 +409,40 @@ def test_high_depth_images_scale_exactly(values, fmt: str, expected: list[int]) 
     pixels = _pixels(load_image(image_bytes(Image.fromarray(values), fmt)))
     assert pixels[0, :, 0].tolist() == expected
     assert (pixels[..., 0] == pixels[..., 2]).all()  # grey
+
+
+def test_every_jpeg_quality_is_recovered() -> None:
+    """The trust checks compare a JPEG's quality with the training data's: the estimate must
+    be exact at every libjpeg quality, on both sides of 50 where IJG's scaling changes."""
+    from forensics.images import estimate_jpeg_quality
+
+    image = make_image(1, size=32)
+    found = []
+    for quality in range(1, 101):
+        with Image.open(io.BytesIO(image_bytes(image, "JPEG", quality=quality))) as jpeg:
+            found.append(estimate_jpeg_quality(jpeg))
+    assert found == list(range(1, 101))
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b'  <?xml version="1.0"?>\n<SVG xmlns="http://www.w3.org/2000/svg"></SVG>',
+         "this is an SVG drawing (vector graphics), export it as PNG or JPEG first"),
+        (b"\n<!DOCTYPE html><html><body><img src=x.png></body></html>",
+         "this is an HTML page, not the picture it shows"),
+        (b"<HTML><body>photo</body></HTML>", "this is an HTML page, not the picture it shows"),
+        ("notes about a photo: caf\u00e9\n".encode(), "this is a text file"),
+        (b"\xff\xfe\xfd not utf-8, no NUL byte", "(is it really an image?)"),
+        (b"ab\x00cd" * 10, "(is it really an image?)"),
+    ],
+)  # fmt: skip
+def test_an_unrecognised_file_is_described_in_words_a_user_can_act_on(
+    data: bytes, says: str
+) -> None:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(data)
+    assert str(info.value) == (
+        f"not a recognised image format: {says}" if not says.startswith("(") else
+        f"not a recognised image format {says}"
+    )  # fmt: skip
