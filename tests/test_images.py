@@ -446,3 +446,26 @@ def test_an_unrecognised_file_is_described_in_words_a_user_can_act_on(
         f"not a recognised image format: {says}" if not says.startswith("(") else
         f"not a recognised image format {says}"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_inspect_image_reports_the_upright_size_format_and_quality(orientation: int) -> None:
+    """The input-domain check reads these: the size as load_image returns it (EXIF
+    orientations 5-8 turn the picture a quarter), the format and the JPEG quality."""
+    from forensics.images import ImageInfo, inspect_image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = image_bytes(make_image(2, size=40).crop((0, 0, 40, 24)), "JPEG", quality=83, exif=exif)
+    upright = load_image(data).size
+    info = inspect_image(data)
+    assert info == ImageInfo(*upright, "JPEG", 83)
+    assert upright == ((24, 40) if orientation >= 5 else (40, 24))
+
+
+def test_inspect_image_needs_the_file_not_pixels() -> None:
+    from forensics.images import inspect_image
+
+    with pytest.raises(ImageLoadError) as info:
+        inspect_image(make_image(2))
+    assert str(info.value) == "inspect_image needs the file (path, bytes or file-like), not pixels"
