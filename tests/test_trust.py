@@ -422,3 +422,35 @@ def test_a_platt_bias_and_the_float32_tensors_round_trip_through_the_trust_files
     loaded = load_trust_profile(tmp_path, meta)
     assert (loaded.temperature, loaded.bias, loaded.band) == (1.5, 0.3, profile.band)
     np.testing.assert_allclose(loaded.calibrate(np.array([0.0, 1.5])), sigmoid(np.r_[0.3, 1.3]))
+
+
+def test_judge_without_a_profile_calls_at_the_threshold_and_is_unsure() -> None:
+    from forensics.trust.profile import judge
+
+    at = judge(None, margin=0.0, threshold=0.5, info=None)  # P(fake) exactly 0.5
+    assert (at.decision, at.reasons, at.label) == ("unsure", (UNKNOWN_DOMAIN,), "fake")
+    assert at.prob_fake == at.prob_fake_raw == 0.5
+    assert judge(None, margin=-0.1, threshold=0.5, info=None).label == "real"
+
+
+def test_judge_applies_the_abstain_band_and_calls_at_the_threshold() -> None:
+    from forensics.trust.profile import CLOSE_TO_THRESHOLD, judge
+
+    banded = _profile(dim=4, band=AbstainBand(0.4, 0.6))
+    inside = judge(banded, margin=0.0, threshold=0.5, info=None)
+    assert (inside.decision, inside.label, inside.prob_fake) == ("unsure", "fake", 0.5)
+    assert inside.reasons == (
+        f"{CLOSE_TO_THRESHOLD} (P(fake) 0.50, inside the 0.40-0.60 band where this model's "
+        "validation answers were unreliable)",
+    )
+    for margin, call in ((3.0, "fake"), (-3.0, "real")):
+        outside = judge(banded, margin=margin, threshold=0.5, info=None, feature_distance=0.5)
+        assert (outside.decision, outside.label, outside.reasons) == (call, call, ())
+        assert outside.feature_distance == 0.5
+    no_band = _profile(dim=4, band=AbstainBand(0.5, 0.5))
+    assert judge(no_band, margin=0.0, threshold=0.5, info=None).decision == "fake"
+    assert judge(no_band, margin=-1e-6, threshold=0.5, info=None).decision == "real"
+    far = judge(_profile(dim=4, feature_threshold=1.0), margin=3.0, threshold=0.5, info=None,
+                feature_distance=5.0)  # fmt: skip
+    assert far.decision == "unsure" and far.label == "fake" and far.feature_distance == 5.0
+    assert far.reasons[0].startswith("this image is unlike what the model was trained on: ")
