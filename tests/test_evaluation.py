@@ -440,7 +440,9 @@ def test_no_fake_call_gives_zero_precision_recall_and_f1_without_warnings() -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # scikit-learn warns where zero_division is not set
         metrics = compute_metrics([0, 1, 1], [0.1, 0.2, 0.3])
+        only_real = compute_metrics([0, 0], [0.9, 0.1])  # no fake image: recall is 0/0
     assert (metrics["precision"], metrics["recall"], metrics["f1"]) == (0.0, 0.0, 0.0)
+    assert (only_real["recall"], only_real["f1"]) == (0.0, 0.0)
 
 
 def test_log_loss_of_certain_wrong_scores_is_clipped_at_one_in_ten_million() -> None:

@@ -403,6 +403,7 @@ def test_max_bytes_limit(tmp_path: Path, png_data: bytes) -> None:
         (np.array([[0.0, 128.0, 255.0]], dtype=np.float32), "TIFF", [0, 128, 255]),
         (np.array([[0.0, 1.5, 2.0]], dtype=np.float32), "TIFF", [0, 2, 2]),  # above 1: 0-255
         (np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32), "TIFF", [0, 0, 0, 128]),
+        (np.array([[-5.0, 300.0, 2.0]], dtype=np.float32), "TIFF", [0, 255, 2]),  # clipped
     ],
 )
 def test_high_depth_images_scale_exactly(values, fmt: str, expected: list[int]) -> None:
