@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "class_names": list(CLASS_NAMES),
         "threshold": 0.5,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "forensics": _package_version()},
         **dict(metadata),
         "weights_dtype": "float16" if half else "float32",

@@ -8,7 +8,10 @@ ONNX Runtime on the same model, the same verdicts).
 - `fast`: a copy with every convolution fused with its batch-norm (torch.fx), in channels-last
   memory, traced and frozen with TorchScript so oneDNN Graph can fuse conv + add + ReLU chains.
   Weights are frozen into the graph, so a fast engine never sees later changes to the model.
-  A model TorchScript cannot trace falls back to the fused eager copy under inference_mode.
+  A model TorchScript cannot trace, or whose trace the tracer warns may be wrong (Python control
+  flow or conversions on tensor values, which a trace freezes into constants), falls back to the
+  fused eager copy under inference_mode; the engine's `traced` and `fallback_reason` say so and
+  the fallback is logged once, when the engine is built.
 - `onnxruntime`: the same model exported to ONNX and run by ONNX Runtime (what a user would pick
   instead); optional, it needs the `onnxruntime` and `onnxscript` packages.
 
@@ -19,6 +22,7 @@ Detector's lock (one pass at a time).
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from collections.abc import Callable
 
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 ENGINES = ("fast", "eager", "onnxruntime")
+log = logging.getLogger(__name__)
 
 
 class EagerEngine:
@@ -55,21 +60,22 @@ class FastEngine:
     def __init__(self, model: nn.Module, example_shape: tuple[int, int, int, int]) -> None:
         fused = fuse_conv_bn(model).to(memory_format=torch.channels_last)
         example = torch.zeros(example_shape).contiguous(memory_format=torch.channels_last)
-        self.traced = True
+        self.traced, self.fallback_reason = True, None
         try:
-            # The fuser is a process-wide switch read when a graph is optimised; it only affects
-            # TorchScript graphs, and this project runs no others.
-            torch.jit.enable_onednn_fusion(True)
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")  # TracerWarnings about constant shapes
-                self.module: Callable[[torch.Tensor], torch.Tensor] = torch.jit.freeze(
-                    torch.jit.trace(fused, example, check_trace=False)
-                )
-        except Exception:  # a model TorchScript cannot trace still gets the eager speed-ups
-            self.traced = False
-            self.module = fused
-        for _ in range(2):
-            self(example)
+            self.module: Callable[[torch.Tensor], torch.Tensor] = trace_frozen(fused, example)
+            for _ in range(2):
+                self(example)
+        except Exception as exc:  # a model TorchScript cannot trace still gets the eager speed-ups
+            self.traced, self.module = False, fused
+            self.fallback_reason = f"{type(exc).__name__}: {_one_line(exc)}"
+            log.warning(
+                "fast engine: %s could not be traced with TorchScript (%s); running the fused "
+                "eager copy instead",
+                type(model).__name__,
+                self.fallback_reason,
+            )
+            for _ in range(2):
+                self(example)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.contiguous(memory_format=torch.channels_last)
@@ -78,6 +84,34 @@ class FastEngine:
                 return self.module(batch)
         with torch.inference_mode():
             return self.module(batch)
+
+
+class UntraceableError(RuntimeError):
+    """The tracer warned that its trace may not compute what the model computes."""
+
+
+def trace_frozen(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """`module` traced on `example` and frozen, with oneDNN Graph fusion on. Raises
+    `UntraceableError` when the tracer warns that the trace may be incorrect (a Python branch
+    or number taken from a tensor's value becomes a constant of the trace), so that no caller
+    silently gets a model that answers every image as it answered `example`."""
+    # The fuser is a process-wide switch read when a graph is optimised; it only affects
+    # TorchScript graphs, and this project runs no others.
+    torch.jit.enable_onednn_fusion(True)
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit's own deprecation notices
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        frozen = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+    doubts = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    if doubts:
+        raise UntraceableError(f"the tracer warned: {_one_line(doubts[0].message)}")
+    return frozen
+
+
+def _one_line(message: object, limit: int = 300) -> str:
+    """The message on one line, at most `limit` characters (some embed a printed tensor)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class OnnxRuntimeEngine:

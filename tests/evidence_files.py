@@ -119,7 +119,7 @@ def _certificate(common_name: str, key, signing_key, *, issuer):
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evidence Tests"),
     ])  # fmt: skip
     ca = issuer is None
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

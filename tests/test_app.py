@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from forensics import load_detector
 from forensics.ui.common import AUTOMATIC
 from tests.conftest import image_bytes, make_image
 
@@ -38,9 +39,26 @@ def test_classify_page_loads_with_a_prompt(app: AppTest) -> None:
     assert any("Upload an image" in info.value for info in app.info)
 
 
-def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
-    at = upload(app, "sample.png", image_bytes(make_image(5, size=32), "PNG"))
+def shown_scores(verdict) -> str:
+    """The start of the decision card's caption for `verdict` (forensics/ui/decision.py)."""
+    return (
+        f"P(fake) = {verdict.prob_fake:.3f} (calibrated; the model's own softmax said "
+        f"{verdict.prob_fake_raw:.3f}); thresholded at {verdict.threshold:.2f} the call would be "
+        f"'{verdict.label}'."
+    )
+
+
+def score_captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("P(fake) = ")]
+
+
+def test_upload_gives_verdict_probability_and_heatmap(app: AppTest, tiny_checkpoint: Path) -> None:
+    data = image_bytes(make_image(5, size=32), "PNG")
+    at = upload(app, "sample.png", data)
     assert not at.exception, at.exception
+    # The scores shown are the Detector's for this file.
+    (caption,) = score_captions(at)
+    assert caption.startswith(shown_scores(load_detector(tiny_checkpoint).predict(data))), caption
     verdict = at.metric[0]
     # The tiny checkpoint has no trust profile: the decision is unsure, and says why.
     assert (verdict.label, verdict.value) == ("Decision", "Unsure")
@@ -59,7 +77,7 @@ def test_upload_gives_verdict_probability_and_heatmap(app: AppTest) -> None:
     assert "Overlay PNG (fake)" in downloads and "Overlay PNG (real)" in downloads
 
 
-def test_same_named_uploads_each_get_their_own_verdict(app: AppTest) -> None:
+def test_same_named_uploads_each_get_their_own_verdict(app: AppTest, tiny_checkpoint: Path) -> None:
     # Two cameras' IMG_0001.jpg, and the first one uploaded again: every widget key is built
     # from something unique per upload, not from the file name.
     first, second = (image_bytes(make_image(seed, size=32), "JPEG") for seed in (7, 8))
@@ -73,6 +91,13 @@ def test_same_named_uploads_each_get_their_own_verdict(app: AppTest) -> None:
     assert [h.value for h in at.subheader] == [f"IMG_0001.jpg ({i} of 3)" for i in (1, 2, 3)]
     json_buttons = [b for b in at.get("download_button") if b.proto.label.startswith("JSON")]
     assert len(json_buttons) == 3
+    detector = load_detector(tiny_checkpoint)
+    expected = [shown_scores(detector.predict(data)) for data in (first, second, first)]
+    assert expected[0] != expected[1]  # the two images are told apart by their scores
+    captions = score_captions(at)
+    assert len(captions) == 3
+    for caption, start in zip(captions, expected, strict=True):
+        assert caption.startswith(start), (caption, start)
 
 
 def test_bad_upload_shows_one_clear_error(app: AppTest) -> None:

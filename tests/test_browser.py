@@ -32,12 +32,22 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def app_url(tiny_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run` on a free local port: the shipped model where it exists, else a tiny one."""
-    checkpoint = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / METADATA_FILE).is_file() else None
+def served_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    """A private copy of the shipped default model where it exists (so that what the pages
+    write, such as the evaluation cache, stays out of the repository), else a tiny one."""
+    if not (DEFAULT_CHECKPOINT / METADATA_FILE).is_file():
+        return tiny_checkpoint
+    checkpoint = tmp_path / "served" / DEFAULT_CHECKPOINT.name
+    shutil.copytree(DEFAULT_CHECKPOINT, checkpoint, ignore=shutil.ignore_patterns("eval_cache"))
+    return checkpoint
+
+
+@pytest.fixture
+def app_url(served_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
+    """`streamlit run` on a free local port, serving `served_checkpoint`."""
     env = {
         **os.environ,
-        "FORENSICS_CHECKPOINT": str(checkpoint or tiny_checkpoint),
+        "FORENSICS_CHECKPOINT": str(served_checkpoint),
         "FORENSICS_CACHE": str(tmp_path / "cache"),
     }
     with serve_app(env) as url:
@@ -80,15 +90,27 @@ def upload_to_classify(page, app_url: str, files) -> None:
     page.locator("input[type=file]").set_input_files(files)
 
 
-def test_upload_shows_verdict_and_heatmap(app_url: str, browser_page, upload_file: Path) -> None:
+def test_upload_shows_verdict_and_heatmap(
+    app_url: str, served_checkpoint: Path, browser_page, upload_file: Path
+) -> None:
+    from forensics import load_detector
+    from forensics.ui.decision import DECISION_NAMES
+
+    verdict = load_detector(served_checkpoint).predict(upload_file)
     page = browser_page
     upload_to_classify(page, app_url, str(upload_file))
     page.get_by_text("What the model saw").wait_for(timeout=90_000)
     decision = page.get_by_text("Decision", exact=True)
     assert decision.is_visible()
     body = page.inner_text("body")
+    # The decision and the scores shown are the Detector's for this file.
     shown = page.get_by_test_id("stMetricValue").first.inner_text().strip()
-    assert shown in ("AI-generated", "Real photograph", "Unsure")
+    assert shown == DECISION_NAMES[verdict.decision]
+    scores = (
+        f"P(fake) = {verdict.prob_fake:.3f} (calibrated; the model's own softmax said "
+        f"{verdict.prob_fake_raw:.3f})"
+    )
+    assert scores in body, body
     assert "regions pushing towards" in body  # the heatmap's caption
     assert page.locator("img").count() >= 2  # the view and the overlay
     assert "Traceback" not in body
@@ -142,7 +164,9 @@ def test_two_uploads_with_the_same_name_get_two_verdicts(
     page.screenshot(path=str(SCREENSHOTS / "classify_same_names.png"), full_page=True)
 
 
-def test_several_sessions_at_once_each_get_their_own_verdict(app_url: str, tmp_path: Path) -> None:
+def test_several_sessions_at_once_each_get_their_own_verdict(
+    app_url: str, served_checkpoint: Path, tmp_path: Path
+) -> None:
     """Four browser sessions upload different images within moments of each other, so the
     server classifies and explains them concurrently with one shared model; each page must show
     the verdict of its own image (the P(fake) a lone Detector gives it)."""
@@ -150,9 +174,7 @@ def test_several_sessions_at_once_each_get_their_own_verdict(app_url: str, tmp_p
 
     from forensics import load_detector
 
-    detector = load_detector(
-        DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / METADATA_FILE).is_file() else None
-    )
+    detector = load_detector(served_checkpoint)
     files, expected = [], []
     for seed in range(40, 200):  # four images the page tells apart by their shown score
         data = image_bytes(make_image(seed, size=32, fake=seed % 2 == 1))

@@ -455,3 +455,56 @@ def test_write_atomic_creates_parents_and_replaces(tmp_path: Path) -> None:
     write_atomic(target, lambda tmp: tmp.write_bytes(b"22"))
     assert target.read_bytes() == b"22"
     assert [p.name for p in target.parent.iterdir()] == ["c.bin"]
+
+
+# ------------------------------------------------------------------ found by mutation testing
+
+_VALID = {"architecture": "simple_cnn", "data": {"input_size": 32, "resize": 32}}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"threshold": 0.0}, {"threshold": 1.0}, {"threshold": 1},
+        {"layer4_stride": 1}, {"layer4_stride": 2},
+        {"class_names": ["real", "fake"]}, {"input_filter": "npr"}, {"head": "mlp"},
+        {"stem": "compact"}, {"patches": None},
+        {"patches": {"size": 16, "aggregate": "top_k_mean", "k": 2}},
+        {"training": {"data": {"root": "../shared/data/cifake"}}},  # a record names paths
+        {"dataset": {"root": "/data/cifake"}}, {"note": "trained on 2 cores"},
+    ],
+)  # fmt: skip
+def test_valid_metadata_at_the_edges_is_accepted(changes: dict) -> None:
+    from forensics.checkpoint import validate_metadata
+
+    validate_metadata({**_VALID, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"input_filter": "sobel"},
+         "unknown input filter 'sobel'; valid: ['none', 'npr', 'highpass']"),
+        ({"patches": {"size": "big"}}, "invalid patch settings in checkpoint"),
+        ({"stem": "giant"}, "unknown stem 'giant'; valid: ['imagenet', 'cifar', 'compact']"),
+        ({"layer4_stride": 0}, "layer4_stride must be 1 or 2, got 0"),
+        ({"threshold": 1.0001}, "threshold must be a number in [0, 1], got 1.0001"),
+        ({"data": [32]},
+         "invalid preprocessing settings in checkpoint: 'data' must be a JSON object"),
+        ({"head": "a\\b"}, "unknown head 'a\\\\b'"),
+        ({"note": "C:\\models\\x"}, "model.json field 'note' holds a path"),
+        ({"note": "~root"}, "model.json field 'note' holds a path"),
+        ({"note": "..secret"}, "model.json field 'note' holds a path"),
+        ({"note": "dir/file"}, "model.json field 'note' holds a path"),
+    ],
+)  # fmt: skip
+def test_invalid_metadata_is_refused_with_its_reason(changes: dict, message: str) -> None:
+    from forensics.checkpoint import validate_metadata
+
+    with pytest.raises(CheckpointError) as info:
+        validate_metadata({**_VALID, **changes})
+    assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(CheckpointError) as info:
+        validate_metadata([_VALID])
+    assert str(info.value) == "checkpoint metadata must be a JSON object"

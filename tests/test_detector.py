@@ -147,16 +147,33 @@ def test_predict_every_input_kind(detector: Detector, tmp_path: Path) -> None:
     assert 0.5 <= reference.confidence <= 1.0
 
 
-def test_predict_jpeg_bytes_and_non_rgb_modes(detector: Detector) -> None:
+def test_predict_jpeg_bytes_and_non_rgb_modes_as_their_pixels_in_rgb(detector: Detector) -> None:
+    """Each input predicts exactly as the RGB image of the same pixels, made here independently:
+    greyscale copied to three channels, palette colours looked up, JPEG decoded, and a
+    half-transparent RGBA composited over white (alpha rises from 0 to 255 across the image)."""
     image = make_image(8)
-    for source in (
-        image_bytes(image, "JPEG"),
-        image.convert("L"),
-        image.convert("RGBA"),
-        image.convert("P"),
-    ):
+    rgb = np.asarray(image)
+    alpha = np.tile(np.linspace(0, 255, rgb.shape[1]), (rgb.shape[0], 1)).astype(np.uint8)
+    a = alpha[..., None].astype(float) / 255
+    grey, palette, jpeg = image.convert("L"), image.convert("P"), image_bytes(image, "JPEG")
+    cases = {
+        "greyscale": (grey, np.repeat(np.asarray(grey)[..., None], 3, axis=2)),
+        "palette": (palette, np.asarray(palette.getpalette()).reshape(-1, 3)[np.asarray(palette)]),
+        "JPEG": (jpeg, np.asarray(Image.open(io.BytesIO(jpeg)))),
+        "opaque RGBA": (image.convert("RGBA"), rgb),
+        "RGBA": (
+            Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+            np.round(rgb * a + 255 * (1 - a)),
+        ),
+    }
+    original = detector.predict(image).prob_fake
+    for name, (source, pixels) in cases.items():
+        expected = detector.predict(Image.fromarray(pixels.astype(np.uint8), "RGB"))
         verdict = detector.predict(source)
-        assert 0.0 <= verdict.prob_fake <= 1.0
+        assert verdict.prob_fake == pytest.approx(expected.prob_fake, abs=1e-6), name
+        assert verdict.label == expected.label, name
+        if name in ("greyscale", "RGBA"):  # the pixels differ enough for the model to tell
+            assert abs(verdict.prob_fake - original) > 1e-3, name
 
 
 def test_predict_matches_the_model_on_the_transformed_tensor(detector: Detector) -> None:

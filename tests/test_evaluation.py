@@ -413,3 +413,78 @@ def test_the_ece_floor_shrinks_with_the_number_of_images() -> None:
     assert large < 0.01 < small
     probs = rng.random(500)
     assert calibrated_ece_floor(probs, seed=3) == calibrated_ece_floor(probs, seed=3)
+
+
+# ------------------------------------------------------------------ found by mutation testing
+
+
+def test_defaults_are_threshold_one_half_and_fifteen_bins() -> None:
+    # 0.6 and 0.7 are fake at 0.5 and real at any threshold above 0.7.
+    assert compute_confusion(LABELS, PROBS) == compute_confusion(LABELS, PROBS, threshold=0.5)
+    assert compute_confusion(LABELS, PROBS) == {"tp": 2, "fp": 1, "tn": 1, "fn": 1}
+    default, explicit = (
+        compute_risk_coverage(LABELS, PROBS),
+        compute_risk_coverage(LABELS, PROBS, threshold=0.5),
+    )
+    np.testing.assert_allclose(default["risk"], explicit["risk"])
+    probs = np.linspace(0.02, 0.98, 40)  # 15 and 16 bins split these differently
+    labels = (np.arange(40) % 3 == 0).astype(int)
+    ece = compute_metrics(labels, probs)["ece"]
+    assert ece == pytest.approx(expected_calibration_error(labels, probs, n_bins=15))
+    assert ece != pytest.approx(expected_calibration_error(labels, probs, n_bins=16))
+
+
+def test_no_fake_call_gives_zero_precision_recall_and_f1_without_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns where zero_division is not set
+        metrics = compute_metrics([0, 1, 1], [0.1, 0.2, 0.3])
+        only_real = compute_metrics([0, 0], [0.9, 0.1])  # no fake image: recall is 0/0
+    assert (metrics["precision"], metrics["recall"], metrics["f1"]) == (0.0, 0.0, 0.0)
+    assert (only_real["recall"], only_real["f1"]) == (0.0, 0.0)
+
+
+def test_log_loss_of_certain_wrong_scores_is_clipped_at_one_in_ten_million() -> None:
+    # A score of exactly 0 for a fake, and of exactly 1 for a real image: each costs
+    # -log(1e-7), not infinity (nor scikit-learn's own, smaller, clip).
+    metrics = compute_metrics([1, 0], [0.0, 1.0])
+    assert metrics["log_loss"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+
+
+def test_risk_coverage_of_one_image_and_of_a_score_at_the_threshold() -> None:
+    # 0.5 is a fake call at threshold 0.5: right for a fake image, wrong for a real one.
+    np.testing.assert_allclose(compute_risk_coverage([1], [0.5])["risk"], [0.0])
+    np.testing.assert_allclose(compute_risk_coverage([0], [0.5])["risk"], [1.0])
+    with pytest.raises(ValueError, match=r"^cannot draw a risk-coverage curve of zero samples$"):
+        compute_risk_coverage([], [])
+    with pytest.raises(ValueError, match=r"^cannot compute metrics on zero samples$"):
+        compute_metrics([], [])
+
+
+def test_predictions_table_with_verdicts_records_raw_scores_and_decisions() -> None:
+    from forensics.verdicts import Verdict
+
+    verdicts = [
+        Verdict(label="fake", prob_fake=0.7, threshold=0.5, prob_fake_raw=0.9),
+        Verdict(label="real", prob_fake=0.2, threshold=0.5, decision="unsure",
+                reasons=("too close", "unstable")),
+    ]  # fmt: skip
+    table = build_predictions_table(["a", "b"], [1, 0], [0.7, 0.2], verdicts=verdicts)
+    assert table["prob_fake_raw"].tolist() == [0.9, 0.2]
+    assert table["decision"].tolist() == ["fake", "unsure"]
+    assert table["reasons"].tolist() == ["", f"too close{REASON_SEPARATOR}unstable"]
+
+
+def test_an_evaluation_whose_count_disagrees_or_with_just_the_needed_columns(tmp_path) -> None:
+    import json
+
+    table = build_predictions_table(["a", "b"], [0, 1], [0.2, 0.9])[["path", "label", "prob_fake"]]
+    write_evaluation(tmp_path / "bare", table, {"n": 2})
+    assert read_evaluation(tmp_path / "bare")[0].shape == (2, 3)  # the three needed columns
+    write_evaluation(tmp_path / "miscounted", table, {"n": 3})
+    with pytest.raises(IncompleteEvaluationError):
+        read_evaluation(tmp_path / "miscounted")
+    (tmp_path / "bare" / "metrics.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(IncompleteEvaluationError, match="not a JSON object"):
+        read_evaluation(tmp_path / "bare")

@@ -392,3 +392,81 @@ def test_max_bytes_limit(tmp_path: Path, png_data: bytes) -> None:
     # At exactly the limit it loads.
     _assert_rgb(load_image(png_data, max_bytes=len(png_data)), (48, 48))
     _assert_rgb(load_image(io.BytesIO(png_data), max_bytes=len(png_data)), (48, 48))
+
+
+# Found by mutation testing: the exact scale of each high-depth case, at its boundaries.
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        (np.array([[0, 255]], dtype=np.uint16), "PNG", [0, 255]),  # at most 255: 8-bit values
+        (np.array([[0, 256]], dtype=np.uint16), "PNG", [0, 1]),  # above: 16-bit values
+        (np.array([[0.0, 128.0, 255.0]], dtype=np.float32), "TIFF", [0, 128, 255]),
+        (np.array([[0.0, 1.5, 2.0]], dtype=np.float32), "TIFF", [0, 2, 2]),  # above 1: 0-255
+        (np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32), "TIFF", [0, 0, 0, 128]),
+        (np.array([[-5.0, 300.0, 2.0]], dtype=np.float32), "TIFF", [0, 255, 2]),  # clipped
+    ],
+)
+def test_high_depth_images_scale_exactly(values, fmt: str, expected: list[int]) -> None:
+    pixels = _pixels(load_image(image_bytes(Image.fromarray(values), fmt)))
+    assert pixels[0, :, 0].tolist() == expected
+    assert (pixels[..., 0] == pixels[..., 2]).all()  # grey
+
+
+def test_every_jpeg_quality_is_recovered() -> None:
+    """The trust checks compare a JPEG's quality with the training data's: the estimate must
+    be exact at every libjpeg quality, on both sides of 50 where IJG's scaling changes."""
+    from forensics.images import estimate_jpeg_quality
+
+    image = make_image(1, size=32)
+    found = []
+    for quality in range(1, 101):
+        with Image.open(io.BytesIO(image_bytes(image, "JPEG", quality=quality))) as jpeg:
+            found.append(estimate_jpeg_quality(jpeg))
+    assert found == list(range(1, 101))
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b'  <?xml version="1.0"?>\n<SVG xmlns="http://www.w3.org/2000/svg"></SVG>',
+         "this is an SVG drawing (vector graphics), export it as PNG or JPEG first"),
+        (b"\n<!DOCTYPE html><html><body><img src=x.png></body></html>",
+         "this is an HTML page, not the picture it shows"),
+        (b"<HTML><body>photo</body></HTML>", "this is an HTML page, not the picture it shows"),
+        ("notes about a photo: caf\u00e9\n".encode(), "this is a text file"),
+        (b"\xff\xfe\xfd not utf-8, no NUL byte", "(is it really an image?)"),
+        (b"ab\x00cd" * 10, "(is it really an image?)"),
+    ],
+)  # fmt: skip
+def test_an_unrecognised_file_is_described_in_words_a_user_can_act_on(
+    data: bytes, says: str
+) -> None:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(data)
+    assert str(info.value) == (
+        f"not a recognised image format: {says}" if not says.startswith("(") else
+        f"not a recognised image format {says}"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_inspect_image_reports_the_upright_size_format_and_quality(orientation: int) -> None:
+    """The input-domain check reads these: the size as load_image returns it (EXIF
+    orientations 5-8 turn the picture a quarter), the format and the JPEG quality."""
+    from forensics.images import ImageInfo, inspect_image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = image_bytes(make_image(2, size=40).crop((0, 0, 40, 24)), "JPEG", quality=83, exif=exif)
+    upright = load_image(data).size
+    info = inspect_image(data)
+    assert info == ImageInfo(*upright, "JPEG", 83)
+    assert upright == ((24, 40) if orientation >= 5 else (40, 24))
+
+
+def test_inspect_image_needs_the_file_not_pixels() -> None:
+    from forensics.images import inspect_image
+
+    with pytest.raises(ImageLoadError) as info:
+        inspect_image(make_image(2))
+    assert str(info.value) == "inspect_image needs the file (path, bytes or file-like), not pixels"

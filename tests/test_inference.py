@@ -45,6 +45,8 @@ def _probabilities(logits: torch.Tensor) -> np.ndarray:
 def test_engines_give_the_eager_probabilities_at_every_batch_size(name: str, engine: str) -> None:
     model = _trained_looking(MODELS[name])
     fast = build_engine(engine, model, (1, 3, SIZE, SIZE))
+    if engine == "fast":  # every architecture the project trains is really traced
+        assert fast.traced and fast.fallback_reason is None
     eager = build_engine("eager", model, (1, 3, SIZE, SIZE))
     generator = torch.Generator().manual_seed(1)
     for batch_size in (1, 3, 8, 1):  # a new shape after warm-up, then the first one again
@@ -79,21 +81,60 @@ def test_unknown_engine_is_refused() -> None:
     assert set(ENGINES) == {"fast", "eager", "onnxruntime"}
 
 
-def test_a_model_torchscript_cannot_trace_falls_back_to_eager_speed_ups() -> None:
-    class DataDependent(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 2, 3)
+class _SignFlip(nn.Module):
+    """Branches in Python on a value: a trace would freeze the branch the example took (the
+    zeros example: `-y`) and answer every batch that way."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.conv(x).mean(dim=(2, 3))
-            return y if bool(y.sum() > -1e9) else -y  # control flow on a value
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        nn.init.constant_(self.conv.weight, 0.1)
+        nn.init.zeros_(self.conv.bias)
 
-    model = DataDependent().eval()
-    engine = build_engine("fast", model, (1, 3, 8, 8))
-    batch = torch.randn(2, 3, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(engine(batch), model(batch))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).mean(dim=(2, 3))
+        return y if bool(y.sum() > 0) else -y
+
+
+class _ThroughDLPack(nn.Module):
+    """Hands its features to another library and back through DLPack: the tracer loses track
+    of the data and refuses (the output does not depend on the input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).mean(dim=(2, 3))
+        return torch.from_dlpack(y.contiguous())
+
+
+@pytest.mark.parametrize(
+    ("model_class", "reason"),
+    [(_SignFlip, "UntraceableError: the tracer warned: Converting a tensor to a Python boolean"),
+     (_ThroughDLPack, "RuntimeError: output 1")],
+)  # fmt: skip
+def test_a_model_torchscript_cannot_trace_falls_back_to_eager_speed_ups(
+    model_class: type[nn.Module], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = model_class().eval()
+    with caplog.at_level("WARNING", logger="forensics.inference"):
+        engine = build_engine("fast", model, (1, 3, 8, 8))
+    assert engine.traced is False
+    assert engine.fallback_reason.startswith(reason)
+    # Logged once, with the reason.
+    records = [r for r in caplog.records if r.name == "forensics.inference"]
+    assert len(records) == 1 and engine.fallback_reason in records[0].getMessage()
+    for sign in (1.0, -1.0):  # both of _SignFlip's branches
+        batch = sign * torch.ones(2, 3, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(engine(batch), model(batch))
+
+
+def test_a_traced_fast_engine_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("DEBUG", logger="forensics.inference"):
+        engine = build_engine("fast", _trained_looking(MODELS["simple_cnn"]), (1, 3, SIZE, SIZE))
+    assert engine.traced and not caplog.records
 
 
 # ---------------------------------------------------------------- CAM backward stops early

@@ -15,11 +15,13 @@ from safetensors.torch import load_file
 from forensics import load_detector
 from forensics.evaluation import compute_metrics
 from forensics.robustness import read_sweep
+from tests.card_figures import TEMPLATE_FIGURES, checkpoint_values, template_part, uncited
 from tests.conftest import write_dataset
 from training.publish import main as publish_main
 from training.train import main as train_main
 
 SMOKE = Path(__file__).resolve().parent.parent / "training" / "configs" / "smoke.yaml"
+BENCHMARK = SMOKE.parent.parent / "results" / "bench_stems.csv"
 
 
 @pytest.fixture
@@ -65,6 +67,9 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     assert f"{100 * metrics['accuracy']:.2f}%" in card
     assert "| other | 6 |" in card
     assert not re.search(r"\{\w+\}", card)  # every template field was filled
+    # Every figure the template part of the card shows is a value of the files it cites.
+    values = checkpoint_values(dest, BENCHMARK)
+    assert uncited(template_part(card), values, TEMPLATE_FIGURES["model_card_cifake.md"]) == []
 
     # The robustness sweep of the test split: stored beside the card, its figures in it, its
     # clean row the stored evaluation's.

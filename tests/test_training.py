@@ -138,12 +138,15 @@ def test_smoke_run_writes_a_complete_run_folder(tiny_dataset: Path, tmp_path: Pa
         for metric in HISTORY_METRICS:
             assert f"{prefix}{metric}" in history.columns
     assert np.isfinite(history[LOSS_COLUMNS].to_numpy()).all()
-    assert history["val_accuracy"].between(0, 1).all()
     assert history["best"].any()
 
     splits = pd.read_csv(run / "splits.csv.gz")
     assert len(splits) == 16 and set(splits["split"]) <= set(SPLITS)
     test_paths = sorted(splits.loc[splits["split"] == "test", "path"])
+    # Accuracy on n validation images is a count of right calls over n.
+    n_val = int((splits["split"] == "val").sum())
+    right = history["val_accuracy"] * n_val
+    np.testing.assert_allclose(right, right.round(), atol=1e-6)
 
     detector = load_detector(run / "best")
     meta = detector.metadata
@@ -162,6 +165,13 @@ def test_smoke_run_writes_a_complete_run_folder(tiny_dataset: Path, tmp_path: Pa
     assert sorted(predictions["path"]) == test_paths
     assert metrics["n"] == len(test_paths)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
+    assert meta["metrics"]["val"]["accuracy"] == pytest.approx(
+        history.loc[history["epoch"] == best_epoch, "val_accuracy"].item()
+    )
+    # The test accuracy is the share of right calls, recounted from the image folders.
+    truth = predictions["path"].str.split("/").str[0] == "fake"
+    right_calls = (predictions["prob_fake"] >= meta.get("threshold", 0.5)) == truth
+    assert metrics["accuracy"] == pytest.approx(right_calls.mean(), abs=1e-9)
     direct = detector.predict_batch([tiny_dataset / p for p in predictions["path"]])
     np.testing.assert_allclose(predictions["prob_fake"], [v.prob_fake for v in direct], atol=1e-5)
 

@@ -444,3 +444,112 @@ def test_the_card_says_why_a_bias_was_or_was_not_used() -> None:
     assert _describe_calibration({"temperature": 2.0, "fit": {"val_images": 9}}) == (
         "temperature 2.000, fitted on 9 validation images"
     )
+
+
+def test_a_verdict_record_has_exactly_the_documented_keys() -> None:
+    from forensics.verdicts import Verdict
+
+    verdict = Verdict(label="fake", prob_fake=0.8, threshold=0.5, perturbed={"jpeg": 0.7},
+                      feature_distance=1.5, routing="chosen")  # fmt: skip
+    assert verdict.to_dict() == {
+        "decision": "fake", "reasons": [], "label": "fake", "prob_fake": 0.8,
+        "prob_fake_raw": 0.8, "threshold": 0.5, "checkpoint": "", "checkpoint_id": "",
+        "perturbed": {"jpeg": 0.7}, "feature_distance": 1.5, "routing": "chosen",
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ found by mutation testing
+
+
+def test_the_abstain_band_defaults_to_one_percent_risk_and_counts_a_score_at_the_threshold():
+    from forensics.trust.calibration import AbstainBand
+
+    # One image in 50 is wrong at 0.52: at most 1% risk needs a band that holds it.
+    prob_fake = np.r_[np.full(25, 0.9), np.full(24, 0.1), 0.52]
+    labels = np.r_[np.ones(25), np.zeros(25)].astype(int)
+    band, figures = choose_abstain_band(prob_fake, labels)
+    assert (band, figures) == choose_abstain_band(prob_fake, labels, max_selective_risk=0.01)
+    assert band.contains(0.52) and not band.contains(0.9) and not band.contains(0.1)
+    assert figures == {"coverage": 49 / 50, "selective_risk": 0.0, "max_selective_risk": 0.01}
+    # A fake image scored exactly at the threshold is called fake, rightly: no band is needed.
+    assert choose_abstain_band(np.array([0.5]), np.array([1]))[0] == AbstainBand(0.5, 0.5)
+
+
+def test_an_abstain_band_that_answers_nothing_stops_widening_and_stays_in_the_unit_range():
+    # Both images wrong, both close to 0.5: the first band that holds both answers nothing,
+    # which is no risk, so widening stops there.
+    band, figures = choose_abstain_band(np.array([0.47, 0.53]), np.array([1, 0]))
+    assert (band.low, band.high) == (pytest.approx(0.465), pytest.approx(0.535))
+    assert figures["coverage"] == 0.0 and figures["selective_risk"] == 0.0
+    # Certainly wrong at 1.0: no band helps; the widest one tried ends at 1, not above.
+    band, figures = choose_abstain_band(np.array([1.0]), np.array([0]), threshold=0.7)
+    assert (band.low, band.high) == (pytest.approx(0.2), 1.0) and figures["selective_risk"] == 1
+    with pytest.raises(ValueError, match=r"^prob_fake and labels must be two non-empty arrays"):
+        choose_abstain_band(np.array([0.2, 0.4]), np.array([0]))
+
+
+def test_platt_scaling_on_separable_scores_stops_at_the_temperature_bound() -> None:
+    from forensics.trust.calibration import LOG_TEMPERATURE_BOUNDS, fit_temperature_and_bias
+
+    margins = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+    temperature, bias = fit_temperature_and_bias(margins, np.array([0, 0, 0, 1, 1, 1]))
+    assert temperature == pytest.approx(np.exp(LOG_TEMPERATURE_BOUNDS[0]), rel=1e-4)
+    assert abs(bias) < 1e-3
+
+
+def test_choose_calibration_cross_validates_with_two_folds_and_seed_zero() -> None:
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.zeros(30), np.ones(30)].astype(int)
+    margins = rng.normal(0.0, 1.0, 60) + 1.5 * (2 * labels - 1) + 0.8
+    _, _, two = choose_calibration(margins, labels, folds=2)
+    assert two["folds"] == 2 and set(two["cv_log_loss"]) == {"temperature", "temperature_and_bias"}
+    default, seed_0, seed_1 = (choose_calibration(margins, labels, **kw)[2]
+                               for kw in ({}, {"seed": 0}, {"seed": 1}))  # fmt: skip
+    assert default == seed_0 and default["cv_log_loss"] != seed_1["cv_log_loss"]
+
+
+def test_a_platt_bias_and_the_float32_tensors_round_trip_through_the_trust_files(tmp_path) -> None:
+    from safetensors.numpy import load_file
+
+    from forensics.trust.profile import TRUST_FILE, load_trust_profile
+
+    profile = _profile(dim=4, temperature=1.5, bias=0.3)
+    meta = save_trust_profile(tmp_path, META, profile, {})
+    tensors = load_file(str(tmp_path / TRUST_FILE))
+    assert {t.dtype for t in tensors.values()} >= {np.dtype("float32")}
+    assert tensors["feature_mean"].dtype == tensors["feature_precision"].dtype == np.float32
+    loaded = load_trust_profile(tmp_path, meta)
+    assert (loaded.temperature, loaded.bias, loaded.band) == (1.5, 0.3, profile.band)
+    np.testing.assert_allclose(loaded.calibrate(np.array([0.0, 1.5])), sigmoid(np.r_[0.3, 1.3]))
+
+
+def test_judge_without_a_profile_calls_at_the_threshold_and_is_unsure() -> None:
+    from forensics.trust.profile import judge
+
+    at = judge(None, margin=0.0, threshold=0.5, info=None)  # P(fake) exactly 0.5
+    assert (at.decision, at.reasons, at.label) == ("unsure", (UNKNOWN_DOMAIN,), "fake")
+    assert at.prob_fake == at.prob_fake_raw == 0.5
+    assert judge(None, margin=-0.1, threshold=0.5, info=None).label == "real"
+
+
+def test_judge_applies_the_abstain_band_and_calls_at_the_threshold() -> None:
+    from forensics.trust.profile import CLOSE_TO_THRESHOLD, judge
+
+    banded = _profile(dim=4, band=AbstainBand(0.4, 0.6))
+    inside = judge(banded, margin=0.0, threshold=0.5, info=None)
+    assert (inside.decision, inside.label, inside.prob_fake) == ("unsure", "fake", 0.5)
+    assert inside.reasons == (
+        f"{CLOSE_TO_THRESHOLD} (P(fake) 0.50, inside the 0.40-0.60 band where this model's "
+        "validation answers were unreliable)",
+    )
+    for margin, call in ((3.0, "fake"), (-3.0, "real")):
+        outside = judge(banded, margin=margin, threshold=0.5, info=None, feature_distance=0.5)
+        assert (outside.decision, outside.label, outside.reasons) == (call, call, ())
+        assert outside.feature_distance == 0.5
+    no_band = _profile(dim=4, band=AbstainBand(0.5, 0.5))
+    assert judge(no_band, margin=0.0, threshold=0.5, info=None).decision == "fake"
+    assert judge(no_band, margin=-1e-6, threshold=0.5, info=None).decision == "real"
+    far = judge(_profile(dim=4, feature_threshold=1.0), margin=3.0, threshold=0.5, info=None,
+                feature_distance=5.0)  # fmt: skip
+    assert far.decision == "unsure" and far.label == "fake" and far.feature_distance == 5.0
+    assert far.reasons[0].startswith("this image is unlike what the model was trained on: ")

@@ -1,21 +1,27 @@
 """Measure training throughput of ResNet stems and input sizes on this machine.
 
-    python -m training.bench_stems [--batch-size 128] [--steps 3]
+    python -m training.bench_stems [--batch-size 128] [--steps 3] [--out CSV]
 
 Prints, for each candidate, the layer4 feature-map size (Grad-CAM's resolution) and images per
-second for one optimiser step in float32 and with bfloat16 autocast. The README's table for
-"Choosing the default model" comes from this command.
+second for one optimiser step in float32 and with bfloat16 autocast; `--out` also records them
+as CSV. The README's table for "Choosing the default model" and the stem figures in the default
+model's card come from the record `training/results/bench_stems.csv` (`read_record`).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
 from forensics.models import build_model, get_cam_target_layer
+
+RECORD = Path(__file__).resolve().parent / "results" / "bench_stems.csv"
+RECORD_COLUMNS = ["stem", "layer4_stride", "input", "layer4_map", "fp32_img_s", "bf16_img_s"]
 
 CANDIDATES = [
     # (stem, layer4_stride, input size)
@@ -58,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.bench_stems", description=__doc__)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as CSV")
     args = parser.parse_args(argv)
+    rows = []
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"bf16 supported: {torch.cpu._is_avx512_bf16_supported()}"
@@ -79,6 +87,31 @@ def main(argv: list[str] | None = None) -> None:
             f"{fp32:>11.0f} {bf16:>11.0f}",
             flush=True,
         )
+        rows.append([stem, stride, size, f"{shape[0]}x{shape[1]}", round(fp32), round(bf16)])
+    if args.out is not None:
+        pd.DataFrame(rows, columns=RECORD_COLUMNS).to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+
+
+def read_record(path: Path = RECORD) -> pd.DataFrame:
+    """The recorded throughput table (one row per candidate, RECORD_COLUMNS)."""
+    table = pd.read_csv(path)
+    missing = set(RECORD_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    return table
+
+
+def recorded_throughput(stem: str, layer4_stride: int, size: int, *, path: Path = RECORD) -> int:
+    """bfloat16-autocast training images per second recorded for one candidate."""
+    table = read_record(path)
+    row = table[(table["stem"] == stem) & (table["layer4_stride"] == layer4_stride)
+                & (table["input"] == size)]  # fmt: skip
+    if len(row) != 1:
+        raise ValueError(
+            f"{path} has no single row for stem {stem}, stride {layer4_stride}, {size}"
+        )
+    return int(row["bf16_img_s"].iloc[0])
 
 
 if __name__ == "__main__":

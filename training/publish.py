@@ -30,6 +30,7 @@ from forensics.evaluation import calibrated_ece_floor, run_evaluation, write_eva
 from forensics.patches import PatchSpec
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
+from training.bench_stems import recorded_throughput
 from training.card import CARD_FILE, write_card_section
 from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
 from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
@@ -249,6 +250,9 @@ def render_card(
         "max_patches": (meta.get("patches") or {}).get("max_patches", "n/a"),
         "patch_rule": (meta.get("patches") or {}).get("aggregate", "n/a"),
         "cross_source": cross_source or "(not measured)",
+        # The CIFAKE card's stem comparison, from the benchmark record it cites.
+        "cifar_stem_img_s": recorded_throughput("cifar", 2, 32),
+        "compact_stem_img_s": recorded_throughput("compact", 1, 32),
     }
     return template.read_text(encoding="utf-8").format(**values)
 

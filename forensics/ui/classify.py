@@ -8,7 +8,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import streamlit as st
@@ -235,7 +235,7 @@ def draw_heatmaps(
         "heatmap_reading": readings,
         "heatmaps": [explanation.to_dict() for explanation in explanations],
         "evidence": _evidence_record(item.data),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     st.download_button(
         "JSON record of this verdict",
