@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +132,10 @@ def assemble_case(
         raise ValueError("a case needs at least one explanation")
     verdict = explanations[0].verdict
     used = chosen_checkpoint(detector, verdict)
-    when = created or datetime.now(timezone.utc)
+    when = created or datetime.now(UTC)
     return Case(
         file=facts,
-        created=when.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        created=when.astimezone(UTC).isoformat(timespec="seconds"),
         verdict=verdict,
         explanations=tuple(explanations),
         checkpoint_dir=str(used.checkpoint_dir) if used.checkpoint_dir is not None else "",
