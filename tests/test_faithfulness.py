@@ -36,24 +36,12 @@ def _image(seed: int, *, fake: bool) -> Image.Image:
 @pytest.fixture(scope="module")
 def localized_detector():
     """A tiny CNN trained to find the local checkerboard (seeded; a few seconds on one core)."""
-    from forensics.detector import Detector
-    from forensics.models import build_model
-    from forensics.transforms import DataConfig, build_eval_transform
+    from tests.conftest import trained_simple_cnn_detector
 
-    torch.manual_seed(0)
-    model = build_model("simple_cnn", dropout=0.0)
     meta = {"architecture": "simple_cnn", "head": "linear",
             "data": {"input_size": SIZE, "resize": SIZE}}  # fmt: skip
-    transform = build_eval_transform(DataConfig(input_size=SIZE, resize=SIZE))
-    images = torch.stack([transform(_image(i, fake=i % 2 == 1)) for i in range(96)])
-    labels = torch.tensor([i % 2 for i in range(96)])
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    model.train()
-    for _ in range(60):
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), labels).backward()
-        optimiser.step()
-    return Detector(model.eval(), meta, engine="eager")
+    images = [_image(i, fake=i % 2 == 1) for i in range(96)]
+    return trained_simple_cnn_detector(images, meta, lr=2e-3, dropout=0.0)
 
 
 def test_grad_cam_is_more_faithful_than_a_shuffled_copy_of_itself(localized_detector) -> None:

@@ -117,28 +117,13 @@ def test_the_map_tints_each_patch_by_its_score_over_the_whole_image() -> None:
 def trained_detector():
     """A tiny CNN trained here to tell the synthetic 'fake' checkerboard from smooth 'real'
     images, declared as judging 32 px native patches."""
-    import torch
+    from tests.conftest import make_image, trained_simple_cnn_detector
 
-    from forensics.detector import Detector
-    from forensics.models import build_model
-    from forensics.transforms import DataConfig, build_eval_transform
-    from tests.conftest import make_image
-
-    torch.manual_seed(0)
-    model = build_model("simple_cnn")
     meta = {"architecture": "simple_cnn", "head": "linear",
             "data": {"input_size": 32, "resize": 32},
             "patches": {"size": 32, "max_patches": 16}}  # fmt: skip
-    transform = build_eval_transform(DataConfig(input_size=32, resize=32))
-    images = torch.stack([transform(make_image(i, fake=i % 2 == 1)) for i in range(64)])
-    labels = torch.tensor([i % 2 for i in range(64)])
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(60):
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), labels).backward()
-        optimiser.step()
-    return Detector(model.eval(), meta, engine="eager")
+    images = [make_image(i, fake=i % 2 == 1) for i in range(64)]
+    return trained_simple_cnn_detector(images, meta, lr=1e-3)
 
 
 def test_the_patch_map_is_higher_on_the_generated_half(trained_detector) -> None:
