@@ -237,7 +237,7 @@ explain the model, not the image.</p>
 <tr><th>SHA-256</th><td class="mono" data-field="sha256">{{ case.file.sha256 }}</td></tr>
 <tr><th>Size</th><td data-field="size">{{ "{:,}".format(case.file.size) }} bytes</td></tr>
 <tr><th>Format</th><td data-field="format">{{ case.file.format or "unknown" }}{% if
- case.file.jpeg_quality %} (JPEG quality about {{ case.file.jpeg_quality }}){% endif %}</td></tr>
+ case.file.jpeg_quality %}, quality about {{ case.file.jpeg_quality }}{% endif %}</td></tr>
 <tr><th>Dimensions</th><td>{{ case.file.width }} x {{ case.file.height }} pixels</td></tr>
 </table></section>
 
@@ -250,7 +250,9 @@ explain the model, not the image.</p>
  </td></tr>
 <tr><th>Thresholded call</th><td>{{ verdict.label }}</td></tr>
 <tr><th>Checkpoint</th><td data-field="checkpoint">{{ verdict.checkpoint or "?" }}{% if
- verdict.routing %} (chosen automatically: {{ verdict.routing }}){% endif %}</td></tr>
+ verdict.routing == "nearest" %} (automatic choice: no shipped model covers this image; this
+ is the nearest model's score, not a verdict){% elif verdict.routing %} (chosen automatically: its
+ input domain admits the image){% endif %}</td></tr>
 <tr><th>Checkpoint id</th><td class="mono" data-field="checkpoint_id">{{ verdict.checkpoint_id }}
  </td></tr>
 <tr><th>Checkpoint folder</th><td class="mono">{{ case.checkpoint_dir }}</td></tr>
