@@ -9,7 +9,13 @@ import pytest
 
 from tests.evidence_files import a1111_png, bare_png
 from tests.test_app import app, image_captions, upload  # noqa: F401 - `app` is a fixture
-from tests.test_browser import SCREENSHOTS, app_url, browser_page, upload_to_classify  # noqa: F401
+from tests.test_browser import (  # noqa: F401 - app_url, browser_page, served_checkpoint are fixtures
+    SCREENSHOTS,
+    app_url,
+    browser_page,
+    served_checkpoint,
+    upload_to_classify,
+)
 
 VIEW_TITLES = ("Error level analysis", "Noise residual", "Fourier spectrum", "JPEG history")
 
