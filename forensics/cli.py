@@ -46,24 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or a bad checkpoint.",
     )
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    predict.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint directory (default: the shipped model), or auto: per image, the "
-        "shipped model whose training domain fits it",
-    )
+    add_checkpoint_option(predict)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_engine_option(predict)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
     _add_dataset_options(evaluate)
-    evaluate.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint directory (default: the shipped model)",
-    )
+    add_checkpoint_option(evaluate)
     evaluate.add_argument(
         "--out", type=Path, required=True, help="folder for metrics.json and predictions.csv"
     )
@@ -126,12 +115,7 @@ def _add_robustness_command(commands) -> None:
         epilog="Exit codes: 0 done; 2 bad arguments, dataset or checkpoint.",
     )
     _add_dataset_options(robustness)
-    robustness.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint directory (default: the shipped model), or auto",
-    )
+    add_checkpoint_option(robustness)
     robustness.add_argument("--out", type=Path, required=True, help="folder for the sweep")
     robustness.add_argument(
         "--max-images",
@@ -155,6 +139,17 @@ def _add_robustness_command(commands) -> None:
         help="skip the stability check (five times less work; decisions then ignore it)",
     )
     _add_engine_option(robustness)
+
+
+def add_checkpoint_option(command: argparse.ArgumentParser) -> None:
+    """--checkpoint, as every command that judges images takes it."""
+    command.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the shipped model), or auto: per image, the "
+        "shipped model whose training domain fits it",
+    )
 
 
 def _add_engine_option(command: argparse.ArgumentParser) -> None:

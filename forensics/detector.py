@@ -163,18 +163,27 @@ class Detector:
     ) -> list[Verdict]:
         """Verdicts for decoded RGB images and what their files were (None: unknown). A patch
         model judges each image by its native-resolution patches (`score_patch_views`)."""
+        margins, features = self.image_scores(rgbs, stability=stability)
+        return self.verdicts_from_scores(margins, features, infos)
+
+    def image_scores(
+        self, rgbs: Sequence[Image.Image], *, stability: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Margins (N, V) and penultimate features (N, D) of decoded images, each scored as its
+        verdict scores it: V is 1, or with `stability` 1 + its STABILITY_PERTURBATIONS copies
+        (`verdicts_from_scores` takes both). A patch model scores its patches
+        (`score_patch_views`)."""
         if self.patch_spec is not None:
             scored = [self.score_patch_views(self.patch_views(rgb, stability=stability))
                       for rgb in rgbs]  # fmt: skip
             margins = np.stack([margin for margin, _, _ in scored])
-            features = np.stack([feature for _, feature, _ in scored])
-            return self.verdicts_from_scores(margins, features, infos)
+            return margins, np.stack([feature for _, feature, _ in scored])
         views = [self.stability_views(rgb) if stability else [rgb] for rgb in rgbs]
         pixels = torch.stack([self.geometry(view) for group in views for view in group])
         margins, features = self.score_pixels(pixels)
         per_image = len(views[0])
         features = features.reshape(len(rgbs), per_image, -1)[:, 0]  # the image's own view
-        return self.verdicts_from_scores(margins.reshape(len(rgbs), per_image), features, infos)
+        return margins.reshape(len(rgbs), per_image), features
 
     def stability_views(self, rgb: Image.Image) -> list[Image.Image]:
         """The image, then its copies under the stability check's changes. A large image is
@@ -280,20 +289,6 @@ class Detector:
         parts = [self.score_pixels(pixels[i : i + batch_size])
                  for i in range(0, len(pixels), batch_size)]  # fmt: skip
         return np.concatenate([m for m, _ in parts]), np.concatenate([f for _, f in parts])
-
-    def image_features(self, rgb: Image.Image) -> np.ndarray:
-        """Penultimate features (D,) of one image, as its verdict computes them."""
-        if self.patch_spec is not None:
-            return self.score_patch_views(self.patch_views(rgb, stability=False))[1]
-        return self.score_pixels(torch.stack([self.geometry(rgb)]))[1][0]
-
-    def image_margins(self, rgbs: Sequence[Image.Image]) -> np.ndarray:
-        """Margins (N,) of decoded images, each judged as its verdict judges it (a patch model:
-        its patches combined by the checkpoint's rule), without the stability copies."""
-        if self.patch_spec is not None:
-            views = [self.patch_views(rgb, stability=False) for rgb in rgbs]
-            return np.array([self.score_patch_views(view)[0][0] for view in views])
-        return self.score_pixels(torch.stack([self.geometry(rgb) for rgb in rgbs]))[0]
 
     def patch_map(self, image: ImageSource, *, stability: bool = True) -> PatchMap:
         """P(fake) of native-resolution patches over the whole image (where in a photograph the

@@ -67,10 +67,10 @@ def compare_methods(
 
 
 def _readable(data: bytes) -> bool:
-    from forensics.images import read_image
+    from forensics.images import inspect_image  # the loader's checks, without an RGB copy
 
     try:
-        read_image(data)
+        inspect_image(data)
     except ImageLoadError:
         return False
     return True

@@ -148,7 +148,7 @@ def routed(verdict: Verdict, *, fits: bool) -> Verdict:
 def _feature_ratio(detector: Detector, rgb: Image.Image) -> float:
     """The image's feature distance over the checkpoint's threshold (below 1: in domain)."""
     domain = detector.trust.feature_domain
-    return float(domain.distance(detector.image_features(rgb)[None])[0] / domain.threshold)
+    return float(domain.distance(detector.image_scores([rgb])[1])[0] / domain.threshold)
 
 
 def _input_gap(detector: Detector, info: ImageInfo) -> float:

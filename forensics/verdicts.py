@@ -11,6 +11,9 @@ import numpy as np
 
 from forensics.patches import Box
 
+# What each decision is called wherever a person reads it (the app, case reports, audits).
+DECISION_NAMES = {"fake": "AI-generated", "real": "Real photograph", "unsure": "Unsure"}
+
 
 @dataclass(frozen=True)
 class Verdict:

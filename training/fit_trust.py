@@ -196,7 +196,7 @@ def tolerance_flip_rates(
     for path in tqdm(rows["path"], desc="tolerances", unit="img", disable=not progress):
         rgb = store.load_image(path)
         changed = [rescale(rgb, f) for f in factors] + [jpeg_resave(rgb, q) for q in qualities]
-        margins.append(detector.image_margins([rgb, *changed]))
+        margins.append(detector.image_scores([rgb, *changed])[0][:, 0])
     probs = calibrate(np.array(margins))
     rates = [float(r) for r in flip_rates(probs[:, 0], probs[:, 1:], threshold=detector.threshold)]
     return (

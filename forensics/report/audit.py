@@ -186,15 +186,14 @@ def _audit_images(detector, todo, out: Path, *, method: str, faithfulness: bool,
             except ImageLoadError as exc:
                 explained.append(exc)
     for (rel, data), explanation in zip(todo, explained, strict=True):
-        sha = hashlib.sha256(data).hexdigest()
         if isinstance(explanation, ImageLoadError):
-            yield rel, _unreadable(rel, sha, str(explanation))
+            yield rel, _unreadable(rel, hashlib.sha256(data).hexdigest(), str(explanation))
             continue
-        try:
+        try:  # the case part hashes the file itself, for its row and report
             yield rel, _case_part(detector, rel, data, explanation, out,
                                   evidence_views=evidence_views, command=command)  # fmt: skip
         except ImageLoadError as exc:  # readable by the model, not by the evidence board
-            yield rel, _unreadable(rel, sha, str(exc))
+            yield rel, _unreadable(rel, hashlib.sha256(data).hexdigest(), str(exc))
 
 
 def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,

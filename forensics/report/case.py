@@ -21,13 +21,14 @@ from forensics.atomic import write_text_atomic
 from forensics.card import LIMITS_HEADING, read_card_limits
 from forensics.evidence import Evidence, gather_evidence
 from forensics.explain import check_method, check_target
-from forensics.images import MAX_BYTES, ImageSource, _read_bytes, read_image
+from forensics.images import MAX_BYTES, ImageSource, _read_bytes, inspect_image
 from forensics.report.html import png_data_uri, render
+from forensics.verdicts import DECISION_NAMES as VERDICT_DECISION_NAMES
 from forensics.verdicts import Explanation, PatchMap, Verdict
 
 DEFAULT_TARGETS = ("fake", "real")
-DECISION_NAMES = {"fake": "AI-generated", "real": "Real photograph", "unsure": "Unsure",
-                  "unreadable": "Unreadable"}  # fmt: skip
+# A verdict's decisions, and an audit's row for a file no model could read.
+DECISION_NAMES = {**VERDICT_DECISION_NAMES, "unreadable": "Unreadable"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Case:
 
 def describe_file(data: bytes, name: str) -> FileFacts:
     """FileFacts of a file's bytes; ImageLoadError where they are not a readable image."""
-    _, info = read_image(data)
+    info = inspect_image(data)
     return FileFacts(name, hashlib.sha256(data).hexdigest(), len(data), info.format,
                      info.width, info.height, info.jpeg_quality)  # fmt: skip
 

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from forensics.cli import UsageError, _add_engine_option, _load
+from forensics.cli import UsageError, _add_engine_option, _load, add_checkpoint_option
 
 
 def add_commands(commands) -> None:
@@ -28,7 +28,7 @@ def add_commands(commands) -> None:
     )
     report.add_argument("image", type=Path, help="the image file")
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-    _add_checkpoint_option(report)
+    add_checkpoint_option(report)
     report.add_argument(
         "--method", action="append", choices=list(CAM_METHODS), default=None,
         help="CAM method (repeat for several; default gradcam)",
@@ -54,7 +54,7 @@ def add_commands(commands) -> None:
     )
     audit.add_argument("folder", type=Path, help="the folder to audit")
     audit.add_argument("--out", type=Path, required=True, help="folder for the audit")
-    _add_checkpoint_option(audit)
+    add_checkpoint_option(audit)
     audit.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
     audit.add_argument("--batch-size", type=int, default=32)
     audit.add_argument(
@@ -67,14 +67,6 @@ def add_commands(commands) -> None:
         help="leave the classic forensic views out of the case reports (metadata is kept)",
     )  # fmt: skip
     _add_engine_option(audit)
-
-
-def _add_checkpoint_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--checkpoint", type=Path, default=None,
-        help="checkpoint directory (default: the shipped model), or auto: per image, the "
-        "shipped model whose training domain fits it",
-    )  # fmt: skip
 
 
 def run_report(args: argparse.Namespace) -> int:

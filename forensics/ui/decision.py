@@ -7,8 +7,8 @@ import streamlit as st
 
 from forensics.detector import Verdict
 from forensics.plots import plot_probability
+from forensics.verdicts import DECISION_NAMES
 
-DECISION_NAMES = {"fake": "AI-generated", "real": "Real photograph", "unsure": "Unsure"}
 # An unsure decision is drawn in a neutral colour: it is not a softer "fake" or "real".
 DECISION_COLOURS = {"fake": "red", "real": "green", "unsure": "gray"}
 

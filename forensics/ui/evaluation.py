@@ -236,8 +236,9 @@ FAITHFULNESS_SAMPLE = 64
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _compare_methods(checkpoint_dir: str, checkpoint_id: str, root: str, paths: tuple[str, ...],
-                     methods: tuple[str, ...]) -> pd.DataFrame:  # fmt: skip
+def _compare_methods(checkpoint_dir: str, checkpoint_id: str, trust_id: str, root: str,
+                     paths: tuple[str, ...], methods: tuple[str, ...]) -> pd.DataFrame:  # fmt: skip
+    # Keyed by the trust profile's id too: faithfulness is measured in calibrated probability.
     from forensics.data import ImageStore
     from forensics.faithfulness import compare_methods
 
@@ -281,6 +282,7 @@ def draw_faithfulness(detector, results) -> None:
                 comparison = _compare_methods(
                     str(detector.checkpoint_dir),
                     detector.checkpoint_id,
+                    detector.trust_id,
                     str(results.root),
                     tuple(sample["path"]),
                     tuple(methods),
