@@ -155,6 +155,8 @@ def test_two_uploads_with_the_same_name_get_two_verdicts(
     )
     page.get_by_text("IMG_0001.jpg (2 of 2)").wait_for(timeout=90_000)
     page.get_by_text("JSON record of this verdict").nth(1).wait_for(timeout=90_000)
+    # Streamlit draws (and on a rerun redraws) a page piece by piece: wait for each piece.
+    page.get_by_text("What the model saw").nth(1).wait_for(timeout=90_000)
     body = page.inner_text("body")
     assert "IMG_0001.jpg (1 of 2)" in body
     assert page.get_by_text("Decision", exact=True).count() == 2
