@@ -12,6 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
+from forensics.ensemble import SeedEnsemble, check_member_count
+
 NUM_CLASSES = 2  # 0 = real, 1 = fake
 HEADS = ("linear", "mlp", "small")
 # imagenet: torchvision's 7x7/2 conv + max-pool (input /4). cifar: a 3x3/1 conv, no pool (keeps
@@ -250,6 +252,7 @@ def build_model(
     layer4_stride: int = 2,
     dropout: float = 0.5,
     input_filter: str = "none",
+    members: int = 1,
 ) -> nn.Module:
     """Build a two-class classifier (logits for real, fake) by name.
 
@@ -258,9 +261,19 @@ def build_model(
     backbone state dict. `stem` and `layer4_stride` apply to ResNets only; `dropout` is the
     head's (training only: it changes no weight, so checkpoints need not record it).
     `input_filter` (INPUT_FILTERS) puts a fixed residual front end before the first layer.
+    `members` > 1 builds a `SeedEnsemble` of that many such models (to load a saved one into).
     """
     if input_filter not in INPUT_FILTERS:
         raise ValueError(f"unknown input filter {input_filter!r}; valid: {list(INPUT_FILTERS)}")
+    if members != 1:
+        check_member_count(members)
+        options = dict(head=head, weights=weights, stem=stem, layer4_stride=layer4_stride)
+        return SeedEnsemble(
+            [
+                build_model(architecture, **options, dropout=dropout, input_filter=input_filter)
+                for _ in range(members)
+            ]
+        )
     return add_input_filter(
         _build_classifier(
             architecture,
@@ -308,6 +321,8 @@ def get_cam_target_layer(model: nn.Module) -> nn.Module:
         return model.features[2]
     if isinstance(model, torchvision.models.ResNet):
         return model.layer4[-1]
+    if isinstance(model, SeedEnsemble):
+        return model.join
     raise ValueError(f"no CAM target layer known for {type(model).__name__}")
 
 

@@ -32,6 +32,7 @@ from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.bench_stems import recorded_throughput
 from training.card import CARD_FILE, write_card_section
+from training.ensemble import MEMBERS_FILE
 from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
 from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
 
@@ -250,11 +251,32 @@ def render_card(
         "max_patches": (meta.get("patches") or {}).get("max_patches", "n/a"),
         "patch_rule": (meta.get("patches") or {}).get("aggregate", "n/a"),
         "cross_source": cross_source or "(not measured)",
+        "ensemble": _ensemble_line(meta, run_dir),
         # The CIFAKE card's stem comparison, from the benchmark record it cites.
         "cifar_stem_img_s": recorded_throughput("cifar", 2, 32),
         "compact_stem_img_s": recorded_throughput("compact", 1, 32),
     }
     return template.read_text(encoding="utf-8").format(**values)
+
+
+def _ensemble_line(meta, run_dir: Path) -> str:
+    """A card line naming a seed ensemble's members and their own validation figures (from
+    `training.ensemble`'s members.csv); empty for a single network."""
+    members_file = run_dir / MEMBERS_FILE
+    if meta.get("members", 1) == 1 or not members_file.is_file():
+        return ""
+    members = pd.read_csv(members_file)
+    each = "; ".join(
+        f"seed {row.seed}: best epoch {row.best_epoch}, val loss {row.val_loss:.3f}, "
+        f"accuracy {_pct(row.val_accuracy)}"
+        for row in members.itertuples()
+    )
+    return (
+        f"- **A seed ensemble of {len(members)} such networks** (`forensics.ensemble`, joined by "
+        "`python -m training.ensemble`): the same configuration trained from different seeds "
+        "on the same split; a verdict is the mean of their logits. The schedule and epochs "
+        f"below are the first member's. Each member's own best validation epoch: {each}.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
