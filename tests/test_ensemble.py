@@ -126,6 +126,9 @@ SPLITS = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": [0, 1, 0],
 def test_runs_of_one_model_join_into_a_run_whose_logits_are_their_mean(tmp_path: Path):
     members = _members(2)
     runs = [_run(tmp_path / f"seed{i}", m, seed=i, splits=SPLITS) for i, m in enumerate(members)]
+    # A newer run records a preprocessing field at its default, which an older one lacks.
+    newer = {**META["data"], "native": False}
+    runs[1] = _run(tmp_path / "seed1", members[1], seed=1, splits=SPLITS, data=newer)
     out = join_runs(runs, tmp_path / "ensemble")
     model, meta = load_checkpoint(out / "best")
     assert meta["members"] == 2
@@ -154,6 +157,10 @@ def test_runs_on_different_splits_or_models_do_not_join(tmp_path: Path, capsys):
     other_model = _run(tmp_path / "c", plain, seed=2, splits=SPLITS, input_filter="none")
     assert ensemble_main([str(first), str(other_model), "--out", str(tmp_path / "out")]) == 2
     assert "['input_filter'] differ" in capsys.readouterr().err
+    resized = _run(tmp_path / "d", _members(1)[0], seed=3, splits=SPLITS,
+                   data={"input_size": 64, "resize": 64})  # fmt: skip
+    with pytest.raises(ValueError, match=r"\['data'\] differ"):
+        join_runs([first, resized], tmp_path / "out")
     with pytest.raises(ValueError, match="named twice"):
         join_runs([first, first], tmp_path / "out")
     assert not (tmp_path / "out").exists()

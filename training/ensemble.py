@@ -25,11 +25,17 @@ from typing import Any
 import pandas as pd
 
 from forensics.atomic import write_text_atomic
-from forensics.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from forensics.checkpoint import (
+    CheckpointError,
+    data_config_from_metadata,
+    load_checkpoint,
+    save_checkpoint,
+)
 from forensics.ensemble import SeedEnsemble, check_member_count
 
-# What makes two runs the same model; everything else (seed, history) may differ.
-SAME_MODEL_FIELDS = ("architecture", "head", "stem", "layer4_stride", "input_filter", "data")
+# What makes two runs the same model (with the preprocessing, compared as read, so that a field
+# added since with its default changes nothing); everything else (seed, history) may differ.
+SAME_MODEL_FIELDS = ("architecture", "head", "stem", "layer4_stride", "input_filter")
 MEMBERS_FILE = "members.csv"
 
 
@@ -74,6 +80,8 @@ def join_runs(members: list[Path], out: Path) -> Path:
         if meta.get("members", 1) != 1:
             raise ValueError(f"{member} is an ensemble already; join its members instead")
         differing = [f for f in SAME_MODEL_FIELDS if meta.get(f) != first_meta.get(f)]
+        if data_config_from_metadata(meta) != data_config_from_metadata(first_meta):
+            differing.append("data")
         if differing:
             raise ValueError(f"{member} is not the same model as {members[0]}: {differing} differ")
         if not _split_of(member).equals(first_split):
