@@ -170,6 +170,12 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or "\\" in value or ".." in value or value.startswith("~")
 
 
+def architecture_name(meta: Mapping[str, Any]) -> str:
+    """The architecture as people read it: "resnet18", or "3 x resnet18" for a seed ensemble."""
+    members = meta.get("members", 1)
+    return meta["architecture"] if members == 1 else f"{members} x {meta['architecture']}"
+
+
 def data_config_from_metadata(meta: Mapping[str, Any]) -> DataConfig:
     return DataConfig.from_dict(meta.get("data", {}))
 

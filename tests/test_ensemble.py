@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from forensics import CheckpointError, load_detector
-from forensics.checkpoint import load_checkpoint, save_checkpoint
+from forensics.checkpoint import architecture_name, load_checkpoint, save_checkpoint
 from forensics.ensemble import SeedEnsemble
 from forensics.explain import compute_cam
 from forensics.models import build_model, get_cam_target_layer
@@ -68,6 +68,8 @@ def test_an_ensemble_checkpoint_round_trips_and_names_its_member_count(tmp_path:
     save_checkpoint(tmp_path / "ens", ensemble, {**META, "members": 2}, half=True)
     model, meta = load_checkpoint(tmp_path / "ens")
     assert meta["members"] == 2 and isinstance(model, SeedEnsemble)
+    assert architecture_name(meta) == "2 x resnet18"
+    assert architecture_name({**meta, "members": 1}) == "resnet18"
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels), ensemble.half().float()(pixels), atol=1e-3,

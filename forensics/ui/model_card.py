@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from forensics.card import CARD_FILE
+from forensics.checkpoint import architecture_name
 from forensics.ui.common import selected_detector
 
 READING_A_VERDICT = """
@@ -31,7 +32,7 @@ def model_card_page() -> None:
         return
     meta = detector.metadata
     cols = st.columns(4)
-    cols[0].metric("Architecture", meta["architecture"])
+    cols[0].metric("Architecture", architecture_name(meta))
     cols[1].metric("Input", f"{detector.data_config.input_size} px")
     cols[2].metric("Threshold", f"{detector.threshold:.2f}")
     test = meta.get("metrics", {}).get("test", {})
