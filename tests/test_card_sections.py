@@ -139,3 +139,29 @@ def test_a_card_without_the_named_section_is_read_by_its_heading(tmp_path: Path)
         "## Where it must not be trusted\n\n- on faces\n\nLibrary versions: x"
     )
     assert read_card_limits(tmp_path / "none") is None
+
+
+def test_cross_source_rewrites_the_table_a_model_card_quotes(tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    from training import cross_source
+
+    table = pd.DataFrame({"run": ["a"], "trained on": ["x"], "x AUC": [0.9], "x acc": [0.8]})
+    command = "python -m training.cross_source SUITE --set x=X"
+    markdown = cross_source.write_table(table, tmp_path / "results", commands=[command])
+    card = tmp_path / "ckpt" / "MODEL_CARD.md"
+    card.parent.mkdir()
+    card.write_text("# Card\n\nbefore\n\n<!-- cross_source:start -->\n| old | row |\n"
+                    "<!-- cross_source:end -->\n\nafter\n")  # fmt: skip
+    cross_source.update_cards([card], markdown)
+    text = card.read_text()
+    assert "| old | row |" not in text and "| a | x | 0.900 | 0.800 |" in text
+    assert f"`{command}`" in text
+    assert text.startswith("# Card\n\nbefore\n") and text.endswith("\n\nafter\n")
+    # A card without the section is refused before any run is scored.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "MODEL_CARD.md").write_text("# Card without the table\n")
+    argv = [str(tmp_path), "--set", "x=/nowhere", "--card", str(bare)]
+    assert cross_source.main(argv) == 2
+    assert "has no cross_source section to rewrite" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from forensics.ensemble import SeedEnsemble
 from forensics.explain import compute_cam
 from forensics.models import build_model, get_cam_target_layer
 from tests.conftest import make_image
+from training.cross_source import best_val
 from training.ensemble import join_runs
 from training.ensemble import main as ensemble_main
 from training.publish import _ensemble_line
@@ -143,6 +144,9 @@ def test_runs_of_one_model_join_into_a_run_whose_logits_are_their_mean(tmp_path:
     assert "A seed ensemble of 2 such networks" in line
     assert "seed 1: best epoch 2, val loss 0.410, accuracy 80.00%" in line
     assert _ensemble_line({**meta, "members": 1}, out) == ""
+    # Its history is the first member's: the cross-source table shows no training figures.
+    assert best_val(runs[0]) == {"val_accuracy": 0.8, "val_auc": 0.9}
+    assert all(np.isnan(v) for v in best_val(out, members=2).values())
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = torch.stack([m(pixels) for m in members]).mean(dim=0)

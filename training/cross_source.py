@@ -25,7 +25,8 @@ with every image resampled alike (x0.875 and back): a shortcut in how the set's 
 resampled is gone there (sdcoco has one). The run to ship is the one with the lowest `shipped
 val_logloss`; `val_accuracy` and `val_auc` are the training's own whole-view validation figures
 at its best epoch. No test column is used to choose. Writes OUT/cross_source.md and .csv
-(default: the suite folder).
+(default: the suite folder). `--card CHECKPOINT ...` also rewrites the table where those
+checkpoints' model cards quote it (their `cross_source` section).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ from forensics.evaluation import score_rows
 from forensics.patches import PatchSpec
 from forensics.perturb import resample_roundtrip
 from forensics.scan import load_or_build_manifest
+from training.card import CARD_FILE, read_card_section, write_card_section
 from training.combine_sources import parse_sources, sources_of
 from training.experiments import markdown_table
 
 SPLIT_SEED = 0
+CROSS_SOURCE_SECTION = "cross_source"
 FRACTIONS = (0.8, 0.1, 0.1)
 
 
@@ -121,7 +124,11 @@ def shipped_val_figures(detector: Detector, root: Path, run_dir: Path) -> dict[s
     return figures
 
 
-def best_val(run_dir: Path) -> dict[str, float]:
+def best_val(run_dir: Path, *, members: int = 1) -> dict[str, float]:
+    """The training's own validation figures at its best epoch; none for a seed ensemble, whose
+    history is its first member's (its members' own are in its card and members.csv)."""
+    if members != 1:
+        return {"val_accuracy": float("nan"), "val_auc": float("nan")}
     history = pd.read_csv(run_dir / "history.csv")
     best = history[history["best"].astype(bool)].iloc[-1]
     auc = best["val_roc_auc"] if "val_roc_auc" in best else float("nan")
@@ -141,7 +148,9 @@ def cross_source_table(
         own_root = Path(config["data"]["root"]).resolve()
         detector = run_detector(run_dir)
         seen = sources_of(own_root) or [n for n, root in resolved.items() if root == own_root]
-        row: dict = {"run": run_dir.name, "trained on": ", ".join(seen), **best_val(run_dir)}
+        members = detector.metadata.get("members", 1)
+        row: dict = {"run": run_dir.name, "trained on": ", ".join(seen),
+                     **best_val(run_dir, members=members)}  # fmt: skip
         if own_root in resolved.values():
             row.update(shipped_val_figures(detector, own_root, run_dir))
         for name, root in resolved.items():
@@ -181,6 +190,22 @@ def commands_of(markdown: Path) -> list[str]:
     return [line.strip("`") for line in lines if line.startswith("`python -m")]
 
 
+def card_table(markdown: Path) -> str:
+    """The table lines of a cross_source.md, with the commands above them, for a model card."""
+    commands = [f"`{command}`" for command in commands_of(markdown)]
+    table = [
+        line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("|")
+    ]
+    return "\n".join(["\n\n".join(commands), "", *table]).strip()
+
+
+def update_cards(cards: list[Path], markdown: Path) -> None:
+    """Rewrite the `cross_source` section of each model card from the table just written (a
+    card that quotes the table would otherwise go stale when a run's row changes)."""
+    for card in cards:
+        write_card_section(card, CROSS_SOURCE_SECTION, card_table(markdown))
+
+
 def write_table(table: pd.DataFrame, out: Path, *, commands: list[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "cross_source.csv", table.to_csv(index=False))
@@ -215,8 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update", action="store_true", help="keep the earlier table's rows of other runs"
     )
+    parser.add_argument(
+        "--card",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="CHECKPOINT",
+        help="also rewrite the table in these checkpoints' model cards (their cross_source "
+        "section)",
+    )
     args = parser.parse_args(argv)
+    cards = [folder / CARD_FILE for folder in args.card]
     try:
+        for card in cards:  # before the scoring, which takes long
+            if read_card_section(card, CROSS_SOURCE_SECTION) is None:
+                raise ValueError(f"{card} has no {CROSS_SOURCE_SECTION} section to rewrite")
         sets = parse_sources(args.set)
         runs = find_runs(args.suite)
         if args.runs:
@@ -235,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         table, commands = merged_with_earlier(table, out)
     commands.append(" ".join(["python -m training.cross_source", *(argv or sys.argv[1:])]))
     path = write_table(table, out, commands=commands)
+    update_cards(cards, path)
     print(table.to_string(index=False))
     print(f"wrote {path} and {path.with_suffix('.csv')}")
     return 0

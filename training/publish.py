@@ -32,6 +32,7 @@ from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.bench_stems import recorded_throughput
 from training.card import CARD_FILE, write_card_section
+from training.cross_source import card_table
 from training.ensemble import MEMBERS_FILE
 from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
 from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
@@ -116,7 +117,7 @@ def publish(
         run_dir,
         training_notes,
         train_commands,
-        cross_source=_table_of(cross_source),
+        cross_source=card_table(cross_source) if cross_source else "",
     )
     write_text_atomic(dest / CARD_FILE, card)
     write_card_section(dest / CARD_FILE, TRUST_SECTION, describe_trust(meta["trust"], metrics))
@@ -129,20 +130,6 @@ def publish(
         f"on {metrics['n']} images"
     )
     return metrics
-
-
-def _table_of(markdown: Path | None) -> str:
-    """The table lines of a results file (training.cross_source's), with the commands above
-    them, for a card section; empty without a file."""
-    if markdown is None:
-        return ""
-    from training.cross_source import commands_of
-
-    commands = [f"`{command}`" for command in commands_of(markdown)]
-    table = [
-        line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("|")
-    ]
-    return "\n".join(["\n\n".join(commands), "", *table]).strip()
 
 
 def _pct(value: float | None) -> str:
