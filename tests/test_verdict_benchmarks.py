@@ -88,3 +88,20 @@ def test_the_photo_benchmark_measures_a_patch_model(tmp_path) -> None:
     whole = save_checkpoint(tmp_path / "w", build_model("simple_cnn"), {**meta, "patches": None})
     with pytest.raises(ValueError, match="whole views"):
         photo_verdict.run(whole, [0.3], repeats=1)
+
+
+def test_the_explanation_benchmark_times_both_ways_per_checkpoint(tmp_path, capsys) -> None:
+    import torch
+
+    from benchmarks import explain_cost
+    from forensics.checkpoint import save_checkpoint
+    from forensics.models import build_model
+
+    torch.manual_seed(0)
+    meta = {"architecture": "simple_cnn", "data": {"input_size": 32, "resize": 32}}
+    checkpoint = save_checkpoint(tmp_path / "tiny", build_model("simple_cnn"), meta)
+    assert explain_cost.main(["--checkpoint", str(checkpoint), "--repeats", "1"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "tiny" and all(cell.endswith(" s") and float(cell[:-2]) > 0
+                                      for cell in cells[1:])  # fmt: skip
