@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from forensics.atomic import file_sha256, write_atomic, write_text_atomic
-from forensics.ensemble import MAX_MEMBERS
+from forensics.ensemble import check_member_count
 from forensics.models import ARCHITECTURES, HEADS, INPUT_FILTERS, STEMS, build_model
 from forensics.patches import PatchSpec
 from forensics.transforms import DataConfig
@@ -135,11 +135,13 @@ def validate_metadata(meta: Any) -> None:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"invalid patch settings in checkpoint: {exc}") from None
     members = meta.get("members", 1)
-    if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= MAX_MEMBERS:
-        raise CheckpointError(
-            f"invalid ensemble in checkpoint: 'members' must be a whole number from 1 (one model) "
-            f"to {MAX_MEMBERS}, got {members!r}"
-        )
+    if type(members) is not int or members != 1:  # not one model: then a valid ensemble
+        try:
+            check_member_count(members)
+        except ValueError as exc:
+            raise CheckpointError(
+                f"invalid ensemble in checkpoint: 'members' is 1 (one model) or a count ({exc})"
+            ) from None
     if meta.get("layer4_stride", 2) not in (1, 2):
         raise CheckpointError(f"layer4_stride must be 1 or 2, got {meta.get('layer4_stride')!r}")
     if list(meta.get("class_names", CLASS_NAMES)) != list(CLASS_NAMES):

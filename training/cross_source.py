@@ -126,7 +126,7 @@ def shipped_val_figures(detector: Detector, root: Path, run_dir: Path) -> dict[s
 
 def best_val(run_dir: Path, *, members: int = 1) -> dict[str, float]:
     """The training's own validation figures at its best epoch; none for a seed ensemble, whose
-    history is its first member's (its members' own are in its card and members.csv)."""
+    history is its first member's (its members' own are in its model.json and card)."""
     if members != 1:
         return {"val_accuracy": float("nan"), "val_auc": float("nan")}
     history = pd.read_csv(run_dir / "history.csv")

@@ -33,7 +33,6 @@ from forensics.trust import save_trust_profile
 from training.bench_stems import recorded_throughput
 from training.card import CARD_FILE, write_card_section
 from training.cross_source import card_table
-from training.ensemble import MEMBERS_FILE
 from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
 from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
 
@@ -238,7 +237,7 @@ def render_card(
         "max_patches": (meta.get("patches") or {}).get("max_patches", "n/a"),
         "patch_rule": (meta.get("patches") or {}).get("aggregate", "n/a"),
         "cross_source": cross_source or "(not measured)",
-        "ensemble": _ensemble_line(meta, run_dir),
+        "ensemble": _ensemble_line(meta),
         # The CIFAKE card's stem comparison, from the benchmark record it cites.
         "cifar_stem_img_s": recorded_throughput("cifar", 2, 32),
         "compact_stem_img_s": recorded_throughput("compact", 1, 32),
@@ -246,17 +245,18 @@ def render_card(
     return template.read_text(encoding="utf-8").format(**values)
 
 
-def _ensemble_line(meta, run_dir: Path) -> str:
-    """A card line naming a seed ensemble's members and their own validation figures (from
-    `training.ensemble`'s members.csv); empty for a single network."""
-    members_file = run_dir / MEMBERS_FILE
-    if meta.get("members", 1) == 1 or not members_file.is_file():
+def _ensemble_line(meta) -> str:
+    """A card line naming a seed ensemble's members and their own validation figures (as
+    `training.ensemble` recorded them in model.json); empty for a single network."""
+    members = meta.get("training", {}).get("ensemble_of", [])
+    if meta.get("members", 1) == 1 or not members:
         return ""
-    members = pd.read_csv(members_file)
     each = "; ".join(
-        f"seed {row.seed}: best epoch {row.best_epoch}, val loss {row.val_loss:.3f}, "
-        f"accuracy {_pct(row.val_accuracy)}"
-        for row in members.itertuples()
+        f"seed {m['seed']}: best epoch {m['best_epoch']}, val loss {m['val_loss']:.3f}, "
+        f"accuracy {_pct(m['val_accuracy'])}"
+        if "best_epoch" in m
+        else f"seed {m['seed']}: no training history"
+        for m in members
     )
     return (
         f"- **A seed ensemble of {len(members)} such networks** (`forensics.ensemble`, joined by "
