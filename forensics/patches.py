@@ -3,9 +3,10 @@ verdict, and how the per-patch map is drawn over the whole photograph.
 
 A model trained on native-resolution crops sees a 12 MP photograph as it was taken only if it is
 shown patches of it, never a downscaled copy (which erases a generator's fine traces). The grid
-covers the whole image evenly with at most `max_patches` patches (overlapping where the image
-is not a multiple of the patch size; spread out, with gaps, where it is too large for the bound,
-so that a 48 MP upload costs no more than a 12 MP one).
+covers the whole image evenly with at most `max_patches` patches, neighbours at most `stride`
+apart (overlapping where the stride is below the patch size or the image is not a multiple of
+it; spread out, with gaps, where it is too large for the bound, so that a 48 MP upload costs no
+more than a 12 MP one).
 
 Patches are never resampled: a patch model's scale is always the photograph's own.
 """
@@ -38,21 +39,28 @@ def _positions(length: int, size: int, count: int) -> list[int]:
     return [round(i * last / (count - 1)) for i in range(count)]
 
 
-def patch_grid(width: int, height: int, *, size: int, max_patches: int) -> list[Box]:
+def patch_grid(
+    width: int, height: int, *, size: int, max_patches: int, stride: int | None = None
+) -> list[Box]:
     """Boxes of the patches covering a `width` x `height` image, row by row.
 
     Patches are `size` x `size`, or as wide (tall) as the image where it is narrower (shorter)
     than that: a 32 px image is one 32 px patch, a 100x4000 strip a column of 100x`size` ones.
-    Each side gets the fewest patches that cover it (neighbours overlap where the side is not a
-    multiple of the patch); when that exceeds `max_patches`, both sides are thinned in
-    proportion, leaving gaps between patches.
+    Each side gets the fewest patches whose starts are at most `stride` apart (default: the
+    patch side, so the fewest that cover it; neighbours overlap where the side is not a multiple
+    of the step, or the stride is below the patch); when that exceeds `max_patches`, both sides
+    are thinned in proportion, leaving gaps between patches.
     """
-    if size < 1 or max_patches < 1:
-        raise ValueError(f"size and max_patches must be positive, got {size}, {max_patches}")
+    if size < 1 or max_patches < 1 or (stride is not None and stride < 1):
+        raise ValueError(
+            f"size, max_patches and stride must be positive, got {size}, {max_patches}, {stride}"
+        )
     if width < 1 or height < 1:
         raise ValueError(f"an image has at least one pixel a side, got {width}x{height}")
     side_x, side_y = min(size, width), min(size, height)
-    across, down = math.ceil(width / side_x), math.ceil(height / side_y)
+    step_x, step_y = min(stride or size, side_x), min(stride or size, side_y)
+    across = math.ceil((width - side_x) / step_x) + 1
+    down = math.ceil((height - side_y) / step_y) + 1
     if across * down > max_patches:
         shrink = math.sqrt(max_patches / (across * down))
         across = max(1, min(across, math.floor(across * shrink)))
@@ -64,6 +72,42 @@ def patch_grid(width: int, height: int, *, size: int, max_patches: int) -> list[
 def grid_shape(boxes: Sequence[Box]) -> tuple[int, int]:
     """(rows, columns) of a `patch_grid`."""
     return len({box[1] for box in boxes}), len({box[0] for box in boxes})
+
+
+def candidate_strides(size: int) -> tuple[int, ...]:
+    """The patch strides a patch model's fit chooses from on validation: side by side, and
+    overlapping by half (every pixel then seen by up to four patches where the bound allows)."""
+    return tuple(dict.fromkeys((size, max(1, size // 2))))
+
+
+def _split_overlaps(starts: list[int], side: int) -> dict[int, tuple[int, int]]:
+    """Along one axis: each start's span, cut where it overlaps its neighbour at the middle of
+    the overlap (spans that do not overlap are kept whole, gaps stay gaps)."""
+    spans = {}
+    for i, start in enumerate(starts):
+        low, high = start, start + side
+        if i > 0 and starts[i - 1] + side > start:
+            low = (start + starts[i - 1] + side) // 2
+        if i + 1 < len(starts) and high > starts[i + 1]:
+            high = (starts[i + 1] + high) // 2
+        spans[start] = (low, high)
+    return spans
+
+
+def patch_cells(boxes: Sequence[Box]) -> list[Box]:
+    """Each box of a `patch_grid` cut down to the part no neighbour is nearer to: the cells
+    tile the covered image without overlapping, so a map of overlapping patches shows one
+    score per pixel. Boxes that do not overlap are their own cells."""
+    if not boxes:
+        return []
+    width, height = boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1]
+    columns = _split_overlaps(sorted({box[0] for box in boxes}), width)
+    rows = _split_overlaps(sorted({box[1] for box in boxes}), height)
+    cells = []
+    for left, top, _, _ in boxes:
+        (low_x, high_x), (low_y, high_y) = columns[left], rows[top]
+        cells.append((low_x, low_y, high_x, high_y))
+    return cells
 
 
 def spread_indices(count: int, limit: int) -> list[int]:
@@ -140,10 +184,13 @@ class PatchSpec:
     max_patches: int = 64
     aggregate: str = "mean_logit"
     k: int = 4
+    stride: int | None = None  # None: the patch side (the fewest patches that cover)
 
     def __post_init__(self) -> None:
         if self.size < 8 or not 1 <= self.max_patches <= 1024 or self.k < 1:
             raise ValueError(f"invalid patch settings {self}")
+        if self.stride is not None and not 1 <= self.stride <= self.size:
+            raise ValueError(f"a patch stride is from 1 to the patch size, got {self}")
         if self.aggregate not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {self.aggregate!r}; valid: {list(AGGREGATIONS)}")
 
@@ -154,11 +201,21 @@ class PatchSpec:
             max_patches=int(record.get("max_patches", 64)),
             aggregate=str(record.get("aggregate", "mean_logit")),
             k=int(record.get("k", 4)),
+            stride=None if record.get("stride") is None else int(record["stride"]),
         )
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "max_patches": self.max_patches, "aggregate": self.aggregate,
-                "k": self.k}  # fmt: skip
+        record = {"size": self.size, "max_patches": self.max_patches,
+                  "aggregate": self.aggregate, "k": self.k}  # fmt: skip
+        if self.stride is not None:  # absent from records written before strides existed
+            record["stride"] = self.stride
+        return record
+
+    def boxes(self, width: int, height: int) -> list[Box]:
+        """This spec's `patch_grid` over a `width` x `height` image."""
+        return patch_grid(
+            width, height, size=self.size, max_patches=self.max_patches, stride=self.stride
+        )
 
 
 @dataclass(frozen=True)
@@ -180,7 +237,7 @@ def cut_patches(image: Image.Image, spec: PatchSpec, *, stability: bool) -> Patc
     """`image`'s patches on `spec`'s grid and, with `stability`, each STABILITY_PERTURBATIONS
     change applied to each of at most STABILITY_PATCHES of them (in that mapping's order)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # no copy of a 48 MP photo
-    boxes = patch_grid(rgb.width, rgb.height, size=spec.size, max_patches=spec.max_patches)
+    boxes = spec.boxes(rgb.width, rgb.height)
     crops = [rgb.crop(box) for box in boxes]
     subset = spread_indices(len(boxes), STABILITY_PATCHES) if stability else []
     perturbed = tuple(
@@ -204,8 +261,9 @@ def draw_patch_map(
     max_side: int = 1024,
     opacity: float = 0.45,
 ) -> np.ndarray:
-    """The whole image (at most `max_side` on its long side) with each patch tinted by its
-    P(fake): red above `threshold`, green below, stronger the further from it. uint8 HxWx3."""
+    """The whole image (at most `max_side` on its long side) with each patch (its cell, where
+    patches overlap) tinted by its P(fake): red above `threshold`, green below, stronger the
+    further from it. uint8 HxWx3."""
     if len(boxes) != len(prob_fake):
         raise ValueError(f"{len(boxes)} boxes but {len(prob_fake)} probabilities")
     scale = min(1.0, max_side / max(image.size))
@@ -218,7 +276,8 @@ def draw_patch_map(
         )
     layer = Image.new("RGBA", shown.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    for box, prob in zip(boxes, prob_fake, strict=True):
+    # Overlapping patches are drawn as their cells: each pixel shows the nearest patch's score.
+    for box, prob in zip(patch_cells(boxes), prob_fake, strict=True):
         strength = min(1.0, abs(float(prob) - threshold) / max(threshold, 1 - threshold))
         colour = (198, 40, 40) if prob >= threshold else (46, 125, 50)
         alpha = round(255 * opacity * (0.25 + 0.75 * strength))

@@ -10,8 +10,10 @@ from PIL import Image
 from forensics.patches import (
     PatchSpec,
     aggregate,
+    candidate_strides,
     choose_aggregation,
     draw_patch_map,
+    patch_cells,
     patch_grid,
     perturbed_aggregate,
     spread_indices,
@@ -41,6 +43,56 @@ def test_a_grid_within_its_bound_covers_every_pixel() -> None:
         covered[top:bottom, left:right] = True
     assert covered.all()
     assert len(patch_grid(width, height, size=size, max_patches=100)) == 8 * 6  # fewest that cover
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size", "bound"),
+    [(512, 512, 128, 64), (1000, 700, 128, 64), (4000, 3000, 128, 64), (100, 400, 128, 64)],
+)
+def test_a_stride_of_the_patch_side_is_the_default_grid(width, height, size, bound) -> None:
+    default = patch_grid(width, height, size=size, max_patches=bound)
+    assert patch_grid(width, height, size=size, max_patches=bound, stride=size) == default
+
+
+def test_half_stride_patches_overlap_by_half_within_the_bound() -> None:
+    boxes = patch_grid(512, 512, size=128, max_patches=64, stride=64)
+    starts = sorted({box[0] for box in boxes})
+    assert len(boxes) == 49 and starts == [0, 64, 128, 192, 256, 320, 384]
+    assert boxes[-1] == (384, 384, 512, 512)
+    # The bound still wins: thinned to an even 4x4 grid, the same one no stride would give.
+    assert patch_grid(512, 512, size=128, max_patches=16, stride=64) == patch_grid(
+        512, 512, size=128, max_patches=16
+    )
+    # Starts never further apart than the stride, even when the side is not a multiple of it.
+    starts = sorted({box[0] for box in patch_grid(500, 128, size=128, max_patches=64, stride=64)})
+    assert max(np.diff(starts)) <= 64
+    assert starts[0] == 0 and starts[-1] == 500 - 128
+    with pytest.raises(ValueError, match="positive"):
+        patch_grid(512, 512, size=128, max_patches=4, stride=0)
+    assert candidate_strides(128) == (128, 64)
+
+
+def test_cells_tile_overlapping_patches_and_leave_others_whole() -> None:
+    for width, height, stride, bound in [(512, 384, 64, 64), (500, 300, 50, 64)]:
+        boxes = patch_grid(width, height, size=128, max_patches=bound, stride=stride)
+        seen = np.zeros((height, width), dtype=int)
+        for (left, top, right, bottom), box in zip(patch_cells(boxes), boxes, strict=True):
+            assert box[0] <= left < right <= box[2] and box[1] <= top < bottom <= box[3]
+            seen[top:bottom, left:right] += 1
+        assert (seen == 1).all()  # every pixel in exactly one cell
+    side_by_side = patch_grid(1024, 768, size=128, max_patches=48)
+    thinned = patch_grid(4000, 3000, size=128, max_patches=64)
+    assert patch_cells(side_by_side) == side_by_side  # patches that touch without overlapping
+    assert patch_cells(thinned) == thinned  # gaps stay gaps
+    assert patch_cells([]) == []
+
+
+def test_the_map_of_overlapping_patches_shows_the_nearest_patch() -> None:
+    image = Image.new("RGB", (256, 128), (128, 128, 128))
+    boxes = patch_grid(256, 128, size=128, max_patches=8, stride=64)  # starts 0, 64, 128
+    overlay = draw_patch_map(image, boxes, [0.05, 0.95, 0.05]).astype(int)
+    for x, red in [(20, False), (100, True), (150, True), (220, False)]:
+        assert (overlay[64, x, 0] > overlay[64, x, 1]) == red, x
 
 
 def test_a_side_shorter_than_a_patch_gets_patches_as_short_as_it() -> None:
@@ -94,6 +146,14 @@ def test_the_rule_is_chosen_on_validation_by_log_loss() -> None:
 def test_patch_settings_round_trip_and_are_checked() -> None:
     spec = PatchSpec(size=128, max_patches=32, aggregate="top_k_mean", k=3)
     assert PatchSpec.from_dict(spec.to_dict()) == spec
+    # A record written before strides existed reads as side by side, and is written back alike.
+    assert "stride" not in spec.to_dict() and spec.stride is None
+    overlapping = PatchSpec(size=128, stride=64)
+    assert PatchSpec.from_dict(overlapping.to_dict()) == overlapping
+    assert overlapping.boxes(512, 512) == patch_grid(512, 512, size=128, max_patches=64, stride=64)
+    for stride in (0, 129):
+        with pytest.raises(ValueError, match="stride"):
+            PatchSpec(size=128, stride=stride)
     with pytest.raises(ValueError):
         PatchSpec(size=4)
     with pytest.raises(ValueError, match="unknown aggregation"):

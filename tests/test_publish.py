@@ -139,8 +139,16 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     spec = detector.patch_spec
     assert (spec.size, spec.max_patches) == (16, 9)
     fit = detector.metadata["trust"]["fit"]["patch_rule"]
-    # The rule stored is the one with the lowest validation log loss, the evidence beside it.
+    # The stride and rule stored are the pair with the lowest validation log loss, the evidence
+    # for every pair beside them.
     assert spec.aggregate == fit["chosen"] == min(fit["val_log_loss"], key=fit["val_log_loss"].get)
+    by_stride = fit["val_log_loss_by_stride"]
+    assert set(by_stride) == {"16", "8"} and spec.stride == fit["stride"]
+    assert by_stride[str(spec.stride)][spec.aggregate] == min(
+        loss for losses in by_stride.values() for loss in losses.values()
+    )
+    assert f"- **Patches**: patches starting {spec.stride} px apart" in card
+    assert f"starting at most\n{spec.stride} px apart" in card
     # Never resampled: a photograph of any size is at the model's scale; a smaller one is not.
     domain = detector.trust.input_domain
     assert domain.patch == 16 and domain.scale == (1.0, 1.0)

@@ -37,7 +37,7 @@ from forensics.evaluation import (
     score_rows,
     write_evaluation,
 )
-from forensics.patches import choose_aggregation
+from forensics.patches import candidate_strides, choose_aggregation
 from forensics.perturb import STABILITY_PERTURBATIONS, jpeg_resave, rescale
 from forensics.scan import load_or_build_manifest
 from forensics.trust import (
@@ -208,22 +208,38 @@ def tolerance_flip_rates(
 def choose_patch_rule(
     detector: Detector, root: Path, val: pd.DataFrame, *, progress: bool = True
 ) -> dict[str, Any]:
-    """For a patch model: the rule that combines an image's patch scores into its verdict,
-    chosen on validation by log loss (`forensics.patches.choose_aggregation`) and set in the
-    detector's spec and metadata (which the caller stores). Returns the choice and its
+    """For a patch model: how far apart its patches start (`candidate_strides`: side by side,
+    or overlapping by half) and the rule that combines an image's patch scores into its verdict,
+    chosen together on validation by log loss (`forensics.patches.choose_aggregation`) and set
+    in the detector's spec and metadata (which the caller stores). Returns the choice and its
     evidence."""
     from tqdm.auto import tqdm
 
     store = ImageStore(root)
-    patch_margins = []
-    for path in tqdm(val["path"], desc="patch rule", unit="img", disable=not progress):
-        views = detector.patch_views(store.load_image(path), stability=False)
-        patch_margins.append(detector.score_patch_views(views)[2])
     spec = detector.patch_spec
-    rule, losses = choose_aggregation(patch_margins, val["label"].to_numpy(), k=spec.k)
-    detector.patch_spec = replace(spec, aggregate=rule)
+    labels = val["label"].to_numpy()
+    losses_by_stride: dict[int, Mapping[str, float]] = {}
+    for stride in candidate_strides(spec.size):
+        detector.patch_spec = replace(spec, stride=stride)
+        patch_margins = []
+        for path in tqdm(
+            val["path"], desc=f"patch rule, stride {stride}", unit="img", disable=not progress
+        ):
+            views = detector.patch_views(store.load_image(path), stability=False)
+            patch_margins.append(detector.score_patch_views(views)[2])
+        losses_by_stride[stride] = choose_aggregation(patch_margins, labels, k=spec.k)[1]
+    stride, rule = min(
+        ((stride, rule) for stride, losses in losses_by_stride.items() for rule in losses),
+        key=lambda choice: losses_by_stride[choice[0]][choice[1]],
+    )
+    detector.patch_spec = replace(spec, stride=stride, aggregate=rule)
     detector.metadata["patches"] = detector.patch_spec.to_dict()
-    return {"chosen": rule, "val_log_loss": dict(losses)}
+    return {
+        "chosen": rule,
+        "stride": stride,
+        "val_log_loss": dict(losses_by_stride[stride]),
+        "val_log_loss_by_stride": {str(s): dict(v) for s, v in losses_by_stride.items()},
+    }
 
 
 def _describe_calibration(record: Mapping[str, Any]) -> str:
@@ -274,6 +290,7 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"- **Abstain band**: no answer while {band['low']:.3f} < P(fake) < {band['high']:.3f} "
         f"(the narrowest band whose answered validation images were wrong at most "
         f"{fit['band_only']['max_selective_risk']:.1%} of the time).",
+        *_describe_patches(fit.get("patch_rule"), fit["val_images"]),
         f"- **Training domain**: {_sizes(domain)}, "
         + (f"JPEG quality {_range(*quality)}" if quality else "no JPEGs")
         + f" ({domain['jpeg_share']:.0%} JPEG{_jpeg_reach(domain) if quality else ''}); "
@@ -290,6 +307,24 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         f"{_pct(test['selective_accuracy'])} | {test['confident_wrong_rate']:.2%} |",
     ]
     return "\n".join(lines)
+
+
+def _describe_patches(choice: Mapping[str, Any] | None, images: int) -> list[str]:
+    """A patch model's line: the stride and rule chosen, with each candidate's validation log
+    loss (records written before strides were chosen give the rules alone)."""
+    if not choice:
+        return []
+    by_stride = choice.get("val_log_loss_by_stride") or {"": choice["val_log_loss"]}
+    candidates = "; ".join(
+        (f"{stride} px apart: " if stride else "")
+        + ", ".join(f"`{rule}` {loss:.3f}" for rule, loss in losses.items())
+        for stride, losses in by_stride.items()
+    )
+    stride = f"patches starting {choice['stride']} px apart, " if "stride" in choice else ""
+    return [
+        f"- **Patches**: {stride}scores combined by `{choice['chosen']}`, the lowest log loss "
+        f"on the {images:,} validation images ({candidates})."
+    ]
 
 
 def _describe_changes(record: Mapping[str, Any]) -> str:

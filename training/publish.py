@@ -236,6 +236,7 @@ def render_card(
         "patch_size": (meta.get("patches") or {}).get("size", "n/a"),
         "max_patches": (meta.get("patches") or {}).get("max_patches", "n/a"),
         "patch_rule": (meta.get("patches") or {}).get("aggregate", "n/a"),
+        "patch_stride": _patch_stride(meta.get("patches")),
         "cross_source": cross_source or "(not measured)",
         "ensemble": _ensemble_line(meta),
         # The CIFAKE card's stem comparison, from the benchmark record it cites.
@@ -243,6 +244,14 @@ def render_card(
         "compact_stem_img_s": recorded_throughput("compact", 1, 32),
     }
     return template.read_text(encoding="utf-8").format(**values)
+
+
+def _patch_stride(record: dict | None) -> int | str:
+    """How far apart a patch model's patches start (the patch side where none was chosen)."""
+    if not record:
+        return "n/a"
+    spec = PatchSpec.from_dict(record)
+    return spec.stride or spec.size
 
 
 def _ensemble_line(meta) -> str:
