@@ -14,7 +14,7 @@ Patches are never resampled: a patch model's scale is always the photograph's ow
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -162,18 +162,30 @@ def aggregate(margins: Sequence[float], rule: str, *, k: int = 4) -> float:
 
 
 def choose_aggregation(
-    patch_margins: Sequence[Sequence[float]], labels: Sequence[int], *, k: int = 4
+    patch_margins: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    *,
+    k: int = 4,
+    loss: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> tuple[str, Mapping[str, float]]:
-    """The rule with the lowest log loss on validation images (each a list of patch margins),
-    and every rule's log loss, so the choice is recorded with its evidence."""
+    """The rule with the lowest `loss` (image margins, labels; by default the log loss of the
+    raw margins) on validation images (each a list of patch margins), and every rule's loss, so
+    the choice is recorded with its evidence."""
     labels = np.asarray(labels, dtype=np.float64)
     if len(patch_margins) != len(labels) or len(labels) == 0:
         raise ValueError("need one list of patch margins per labelled validation image")
+    loss = loss or raw_log_loss
     losses = {}
     for rule in AGGREGATIONS:
         margins = np.array([aggregate(m, rule, k=k) for m in patch_margins])
-        losses[rule] = float(np.mean(np.logaddexp(0.0, margins) - labels * margins))
+        losses[rule] = float(loss(margins, labels))
     return min(losses, key=losses.get), losses
+
+
+def raw_log_loss(margins: np.ndarray, labels: np.ndarray) -> float:
+    """Mean log loss of labels (0/1) under sigmoid(margin), the margins as the model gives them."""
+    margins = np.asarray(margins, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, margins) - np.asarray(labels) * margins))
 
 
 @dataclass(frozen=True)

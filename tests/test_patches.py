@@ -16,8 +16,10 @@ from forensics.patches import (
     patch_cells,
     patch_grid,
     perturbed_aggregate,
+    raw_log_loss,
     spread_indices,
 )
+from forensics.trust.calibration import calibrated_log_loss
 
 
 @pytest.mark.parametrize(
@@ -141,6 +143,25 @@ def test_the_rule_is_chosen_on_validation_by_log_loss() -> None:
     rule, losses = choose_aggregation(real + fake, [0] * 20 + [1] * 20, k=3)
     assert rule == "top_k_mean" and set(losses) == {"mean_logit", "top_k_mean", "median_logit"}
     assert losses["top_k_mean"] < losses["mean_logit"] < losses["median_logit"]
+
+
+def test_a_rule_that_ranks_well_but_leans_wins_when_judged_after_calibration() -> None:
+    # Every image has four bright patches; the fakes' are brighter. The top-k mean separates
+    # the classes perfectly but calls every real fake (its margins all lean positive), which
+    # calibration removes; the mean logit is centred but blurred by the other twelve patches.
+    rng = np.random.default_rng(0)
+
+    def image(low: float, high: float) -> list[float]:
+        return [*rng.normal(low, 1.5, 12), *rng.normal(high, 0.2, 4)]
+
+    margins = [image(-2, 3) for _ in range(30)] + [image(-0.5, 5) for _ in range(30)]
+    labels = [0] * 30 + [1] * 30
+    raw_rule, raw = choose_aggregation(margins, labels, k=4)
+    assert raw_rule == "mean_logit" and raw["top_k_mean"] > 1.0
+    rule, shipped = choose_aggregation(margins, labels, k=4, loss=calibrated_log_loss)
+    assert rule == "top_k_mean"
+    assert shipped["top_k_mean"] < shipped["mean_logit"] < raw["mean_logit"]
+    assert raw == choose_aggregation(margins, labels, k=4, loss=raw_log_loss)[1]
 
 
 def test_patch_settings_round_trip_and_are_checked() -> None:

@@ -139,8 +139,11 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     spec = detector.patch_spec
     assert (spec.size, spec.max_patches) == (16, 9)
     fit = detector.metadata["trust"]["fit"]["patch_rule"]
-    # The stride and rule stored are the pair with the lowest validation log loss, the evidence
-    # for every pair beside them.
+    # The stride and rule stored are the pair with the lowest validation log loss after
+    # calibration (cross-validated), the evidence for every pair beside them, raw losses too.
+    assert fit["criterion"] == "calibrated_cv_log_loss"
+    assert set(fit["val_raw_log_loss_by_stride"]) == {"16", "8"}
+    assert "the lowest cross-validated log loss after calibration, as the verdicts ship," in card
     assert spec.aggregate == fit["chosen"] == min(fit["val_log_loss"], key=fit["val_log_loss"].get)
     by_stride = fit["val_log_loss_by_stride"]
     assert set(by_stride) == {"16", "8"} and spec.stride == fit["stride"]

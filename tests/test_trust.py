@@ -30,7 +30,7 @@ from forensics.trust import (
     fit_temperature,
     save_trust_profile,
 )
-from forensics.trust.calibration import sigmoid
+from forensics.trust.calibration import calibrated_log_loss, negative_log_likelihood, sigmoid
 from forensics.trust.profile import UNKNOWN_DOMAIN
 from forensics.trust.stability import fit_max_spread, stability_reason
 from forensics.trust.tolerance import (
@@ -107,6 +107,28 @@ def test_a_bias_is_added_only_where_cross_validation_says_it_pays() -> None:
     # Too few images of a class to cross-validate: the temperature alone, no evidence.
     few = choose_calibration(np.array([-2.0, 1.0, 3.0, 0.5]), np.array([0, 1, 1, 1]))
     assert few[1:] == (0.0, {"chosen": "temperature", "folds": 1, "cv_log_loss": {}})
+
+
+def test_the_calibrated_log_loss_is_the_held_out_loss_of_the_calibration_that_ships() -> None:
+    rng = np.random.default_rng(1)
+    margins = rng.normal(0, 4, 400)
+    leaning = (rng.random(400) < sigmoid(margins / 2.0 - 1.5)).astype(int)
+    _, _, evidence = choose_calibration(margins, leaning)
+    assert calibrated_log_loss(margins, leaning) == evidence["cv_log_loss"][evidence["chosen"]]
+    # Held out, it is worse than the loss on the images it was fitted on, and far better than
+    # the raw margins' (which are four times too confident and lean).
+    temperature, bias, _ = choose_calibration(margins, leaning)
+    fitted = negative_log_likelihood(margins, leaning, temperature, bias)
+    assert (
+        fitted
+        < calibrated_log_loss(margins, leaning)
+        < negative_log_likelihood(margins, leaning, 1.0)
+    )
+    # Too few images to cross-validate: the loss after fitting on all of them.
+    few = np.array([-2.0, 1.0, 3.0, 0.5]), np.array([0, 1, 1, 1])
+    assert calibrated_log_loss(*few) == negative_log_likelihood(
+        few[0], few[1], fit_temperature(*few)
+    )
 
 
 def test_the_band_is_the_narrowest_that_meets_the_risk() -> None:
@@ -444,6 +466,23 @@ def test_the_card_says_why_a_bias_was_or_was_not_used() -> None:
     assert _describe_calibration({"temperature": 2.0, "fit": {"val_images": 9}}) == (
         "temperature 2.000, fitted on 9 validation images"
     )
+
+
+def test_the_card_names_the_criterion_the_patch_rule_was_chosen_by() -> None:
+    from training.fit_trust import _describe_patches
+
+    losses = {"64": {"mean_logit": 0.167}, "128": {"mean_logit": 0.154}}
+    record = {"chosen": "mean_logit", "stride": 128, "val_log_loss": losses["128"],
+              "val_log_loss_by_stride": losses, "criterion": "calibrated_cv_log_loss"}  # fmt: skip
+    assert _describe_patches(record, 120) == [
+        "- **Patches**: patches starting 128 px apart, scores combined by `mean_logit`, the "
+        "lowest cross-validated log loss after calibration, as the verdicts ship, on the 120 "
+        "validation images (64 px apart: `mean_logit` 0.167; 128 px apart: `mean_logit` 0.154)."
+    ]
+    # Records from before the criterion was stored were chosen by the raw log loss.
+    older = {key: value for key, value in record.items() if key != "criterion"}
+    assert "the lowest log loss on the 120 validation images" in _describe_patches(older, 120)[0]
+    assert _describe_patches(None, 120) == []
 
 
 def test_a_verdict_record_has_exactly_the_documented_keys() -> None:

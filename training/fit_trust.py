@@ -48,7 +48,7 @@ from forensics.trust import (
     choose_calibration,
     save_trust_profile,
 )
-from forensics.trust.calibration import negative_log_likelihood, sigmoid
+from forensics.trust.calibration import calibrated_log_loss, negative_log_likelihood, sigmoid
 from forensics.trust.domain import JPEG_QUALITY_MARGIN, SCALE_TOLERANCE
 from forensics.trust.stability import MAX_FLIP_RATE, fit_max_spread, flip_rates
 from forensics.trust.tolerance import (
@@ -89,7 +89,7 @@ def fit_trust_profile(
         train = train.sample(max_train_images, random_state=seed)
     train = train.reset_index(drop=True)
     patch_rule = (
-        choose_patch_rule(detector, root, val, progress=progress)
+        choose_patch_rule(detector, root, val, seed=seed, progress=progress)
         if detector.patch_spec is not None
         else None
     )
@@ -205,20 +205,27 @@ def tolerance_flip_rates(
     )
 
 
+# What choose_patch_rule ranks its candidates by (recorded, and named on the card).
+PATCH_RULE_CRITERION = "calibrated_cv_log_loss"
+
+
 def choose_patch_rule(
-    detector: Detector, root: Path, val: pd.DataFrame, *, progress: bool = True
+    detector: Detector, root: Path, val: pd.DataFrame, *, seed: int = 0, progress: bool = True
 ) -> dict[str, Any]:
     """For a patch model: how far apart its patches start (`candidate_strides`: side by side,
     or overlapping by half) and the rule that combines an image's patch scores into its verdict,
-    chosen together on validation by log loss (`forensics.patches.choose_aggregation`) and set
-    in the detector's spec and metadata (which the caller stores). Returns the choice and its
-    evidence."""
+    chosen together on validation and set in the detector's spec and metadata (which the caller
+    stores). Each candidate is scored as its verdicts will ship: by the cross-validated log
+    loss of its margins after the calibration fitted to them (`calibrated_log_loss`), so that
+    a lean calibration removes does not decide. Returns the choice and its evidence, with each
+    candidate's raw log loss beside."""
     from tqdm.auto import tqdm
 
     store = ImageStore(root)
     spec = detector.patch_spec
     labels = val["label"].to_numpy()
     losses_by_stride: dict[int, Mapping[str, float]] = {}
+    raw_by_stride: dict[int, Mapping[str, float]] = {}
     for stride in candidate_strides(spec.size):
         detector.patch_spec = replace(spec, stride=stride)
         patch_margins = []
@@ -227,7 +234,10 @@ def choose_patch_rule(
         ):
             views = detector.patch_views(store.load_image(path), stability=False)
             patch_margins.append(detector.score_patch_views(views)[2])
-        losses_by_stride[stride] = choose_aggregation(patch_margins, labels, k=spec.k)[1]
+        losses_by_stride[stride] = choose_aggregation(
+            patch_margins, labels, k=spec.k, loss=partial(calibrated_log_loss, seed=seed)
+        )[1]
+        raw_by_stride[stride] = choose_aggregation(patch_margins, labels, k=spec.k)[1]
     stride, rule = min(
         ((stride, rule) for stride, losses in losses_by_stride.items() for rule in losses),
         key=lambda choice: losses_by_stride[choice[0]][choice[1]],
@@ -237,8 +247,10 @@ def choose_patch_rule(
     return {
         "chosen": rule,
         "stride": stride,
+        "criterion": PATCH_RULE_CRITERION,
         "val_log_loss": dict(losses_by_stride[stride]),
         "val_log_loss_by_stride": {str(s): dict(v) for s, v in losses_by_stride.items()},
+        "val_raw_log_loss_by_stride": {str(s): dict(v) for s, v in raw_by_stride.items()},
     }
 
 
@@ -311,7 +323,8 @@ def describe_trust(record: Mapping[str, Any], test: Mapping[str, Any]) -> str:
 
 def _describe_patches(choice: Mapping[str, Any] | None, images: int) -> list[str]:
     """A patch model's line: the stride and rule chosen, with each candidate's validation log
-    loss (records written before strides were chosen give the rules alone)."""
+    loss (records written before strides were chosen give the rules alone; those written before
+    the criterion was recorded were chosen by the raw log loss)."""
     if not choice:
         return []
     by_stride = choice.get("val_log_loss_by_stride") or {"": choice["val_log_loss"]}
@@ -321,8 +334,13 @@ def _describe_patches(choice: Mapping[str, Any] | None, images: int) -> list[str
         for stride, losses in by_stride.items()
     )
     stride = f"patches starting {choice['stride']} px apart, " if "stride" in choice else ""
+    criterion = (
+        "cross-validated log loss after calibration, as the verdicts ship,"
+        if choice.get("criterion") == PATCH_RULE_CRITERION
+        else "log loss"
+    )
     return [
-        f"- **Patches**: {stride}scores combined by `{choice['chosen']}`, the lowest log loss "
+        f"- **Patches**: {stride}scores combined by `{choice['chosen']}`, the lowest {criterion} "
         f"on the {images:,} validation images ({candidates})."
     ]
 
