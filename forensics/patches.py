@@ -223,6 +223,11 @@ class PatchSpec:
             record["stride"] = self.stride
         return record
 
+    @property
+    def step(self) -> int:
+        """How far apart neighbouring patches start at most: the stride, or the side."""
+        return self.stride or self.size
+
     def boxes(self, width: int, height: int) -> list[Box]:
         """This spec's `patch_grid` over a `width` x `height` image."""
         return patch_grid(

@@ -168,9 +168,9 @@ def test_patch_settings_round_trip_and_are_checked() -> None:
     spec = PatchSpec(size=128, max_patches=32, aggregate="top_k_mean", k=3)
     assert PatchSpec.from_dict(spec.to_dict()) == spec
     # A record written before strides existed reads as side by side, and is written back alike.
-    assert "stride" not in spec.to_dict() and spec.stride is None
+    assert "stride" not in spec.to_dict() and spec.stride is None and spec.step == 128
     overlapping = PatchSpec(size=128, stride=64)
-    assert PatchSpec.from_dict(overlapping.to_dict()) == overlapping
+    assert PatchSpec.from_dict(overlapping.to_dict()) == overlapping and overlapping.step == 64
     assert overlapping.boxes(512, 512) == patch_grid(512, 512, size=128, max_patches=64, stride=64)
     for stride in (0, 129):
         with pytest.raises(ValueError, match="stride"):

@@ -250,8 +250,7 @@ def _patch_stride(record: dict | None) -> int | str:
     """How far apart a patch model's patches start (the patch side where none was chosen)."""
     if not record:
         return "n/a"
-    spec = PatchSpec.from_dict(record)
-    return spec.stride or spec.size
+    return PatchSpec.from_dict(record).step
 
 
 def _ensemble_line(meta) -> str:
