@@ -17,16 +17,39 @@ from tests.conftest import image_bytes, make_image
 def test_lookalikes_take_the_training_size_and_quality() -> None:
     photo = image_bytes(make_image(1, size=64).resize((640, 480)), "JPEG", quality=95)
     for _, _, make in lookalikes.CASES["default"]:
-        info = inspect_image(lookalikes.lookalike(photo, make))
+        info = inspect_image(lookalikes.lookalike(photo, make, lookalikes.QUALITY["default"]))
         assert (info.width, info.height, info.jpeg_quality) == (32, 32, 75)
     _, (_, how, crop) = lookalikes.CASES["faces"]
     assert "not resampled" in how
-    cropped = lookalikes.lookalike(photo, crop)
+    cropped = lookalikes.lookalike(photo, crop, lookalikes.QUALITY["faces"])
     assert inspect_image(cropped).width == 256
     with Image.open(io.BytesIO(cropped)) as image, Image.open(io.BytesIO(photo)) as original:
         # The centre of the photograph, pixel for pixel (up to the JPEG round trip).
         centre = np.asarray(original.convert("L").crop((192, 112, 448, 368)), dtype=float)
         assert np.abs(np.asarray(image.convert("L"), dtype=float) - centre).mean() < 12
+
+
+def test_photos_lookalikes_keep_large_images_and_enlarge_tiny_ones_to_its_quality() -> None:
+    (_, keep_how, keep), (_, grow_how, grow) = lookalikes.CASES["photos"]
+    face = image_bytes(make_image(2, size=256), "JPEG", quality=75)
+    kept = inspect_image(lookalikes.lookalike(face, keep, lookalikes.QUALITY["photos"]))
+    assert (kept.width, kept.height, kept.jpeg_quality) == (256, 256, 95)
+    assert "not resampled" in keep_how
+    tiny = image_bytes(make_image(3, size=32), "PNG")
+    grown = inspect_image(lookalikes.lookalike(tiny, grow, lookalikes.QUALITY["photos"]))
+    assert (grown.width, grown.height, grown.jpeg_quality) == (512, 512, 95)
+    assert "512x512" in grow_how
+
+
+def test_a_rerun_of_one_model_replaces_only_its_rows() -> None:
+    row = lambda model, source, n: {"checkpoint": model, "source": source, "images": n}  # noqa: E731
+    previous = [row("default", "faces", 1), row("faces", "cifake", 1), row("photos", "faces", 1)]
+    rerun = [row("faces", "cifake", 2), row("faces", "sdcoco", 2)]
+    assert lookalikes.merged(previous, rerun) == [
+        row("default", "faces", 1), row("faces", "cifake", 2), row("faces", "sdcoco", 2),
+        row("photos", "faces", 1),
+    ]  # fmt: skip
+    assert lookalikes.merged([], rerun) == rerun
 
 
 def test_the_tables_report_each_row_and_judge_the_routing_target() -> None:
