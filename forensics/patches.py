@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from forensics.perturb import STABILITY_PERTURBATIONS
 from forensics.transforms import pil_to_uint8
+from forensics.trust.calibration import negative_log_likelihood
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (PIL's crop box)
 # The stability check perturbs at most this many patches of an image (spread over it): a 12 MP
@@ -184,8 +185,7 @@ def choose_aggregation(
 
 def raw_log_loss(margins: np.ndarray, labels: np.ndarray) -> float:
     """Mean log loss of labels (0/1) under sigmoid(margin), the margins as the model gives them."""
-    margins = np.asarray(margins, dtype=np.float64)
-    return float(np.mean(np.logaddexp(0.0, margins) - np.asarray(labels) * margins))
+    return negative_log_likelihood(margins, labels, temperature=1.0)
 
 
 @dataclass(frozen=True)
