@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,20 @@ COLUMNS = (
 
 class IncompleteSweepError(ValueError):
     """A sweep folder without a finished, consistent robustness.csv and robustness.json."""
+
+
+class StaleSweepError(ValueError):
+    """A sweep of other weights than those of the checkpoint it is read for."""
+
+
+def check_sweep_is_of(record: Mapping[str, Any], checkpoint_id: str, where: object) -> None:
+    """StaleSweepError unless the sweep's `record` names these weights (a Detector's
+    `checkpoint_id`): a stored sweep says nothing about weights published after it."""
+    if record.get("checkpoint_id") != checkpoint_id:
+        raise StaleSweepError(
+            f"{where} is a sweep of checkpoint {record.get('checkpoint_id')}, not of "
+            f"{checkpoint_id}"
+        )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -661,6 +662,19 @@ def test_a_new_sweep_needs_an_evaluation_on_the_dataset(environment, tmp_path, m
     assert any("ships no robustness sweep" in i.value for i in at.info)
     _sweep_radio(at).set_value(NEW_SWEEP).run()
     assert any("Evaluate on the sidebar's dataset" in i.value for i in at.info)
+
+
+def test_a_stored_sweep_of_other_weights_is_not_shown(environment, tmp_path, monkeypatch) -> None:
+    copy = tmp_path / "replaced"
+    shutil.copytree(environment["checkpoint"], copy, ignore=shutil.ignore_patterns("eval_cache"))
+    record_file = copy / "robustness" / "robustness.json"
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "checkpoint_id": "0123456789ab"}))
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", str(copy))
+    at = _run(_evaluation_script)
+    at.radio[0].set_value(STORED).run()
+    assert any("measured on other weights" in w.value for w in at.warning)
+    assert not [d for d in at.dataframe if "share_flipped" in d.value.columns]
 
 
 def _copy_without_sweep(environment, tmp_path: Path) -> Path:

@@ -130,7 +130,11 @@ def test_publish_with_patches_ships_a_patch_model_with_its_rule(finished_run, tm
     argv = [str(finished_run), "--to", str(dest), "--patches", "16", "--max-patches", "9",
             "--template", str(template), "--cross-source", str(table)]  # fmt: skip
     argv.append("--no-robustness")  # measured in the test above
+    # Publishing over older weights drops their stored sweep: it would describe other weights.
+    (dest / "robustness").mkdir(parents=True)
+    (dest / "robustness" / "robustness.json").write_text("{}")
     assert publish_main(argv) == 0
+    assert not (dest / "robustness").exists()
     card = (dest / "MODEL_CARD.md").read_text()
     assert "`python -m training.cross_source x`\n\n| run | a |\n|---|---|\n| npr | 0.9 |" in card
     assert "16x16 patches" in card and "at most 9 patches" in card

@@ -28,6 +28,7 @@ from forensics.data import load_splits
 from forensics.detector import load_detector
 from forensics.evaluation import calibrated_ece_floor, run_evaluation, write_evaluation
 from forensics.patches import PatchSpec
+from forensics.robustness import STORED_FOLDER
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.bench_stems import recorded_throughput
@@ -63,6 +64,8 @@ def publish(
     if patches is not None:
         meta["patches"] = patches.to_dict()
     dest.mkdir(parents=True, exist_ok=True)
+    # A sweep stored with the weights being replaced says nothing about the new ones.
+    shutil.rmtree(dest / STORED_FOLDER, ignore_errors=True)
     save_checkpoint(dest, model, meta, half=True)
     for name in ("history.csv", "config.yaml"):
         shutil.copyfile(run_dir / name, dest / name)

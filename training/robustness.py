@@ -30,6 +30,7 @@ from forensics.robustness import (
     STORED_FOLDER,
     SUMMARY_FILE,
     IncompleteSweepError,
+    check_sweep_is_of,
     describe_row,
     parse_settings,
     read_sweep,
@@ -119,11 +120,7 @@ def card_from_sweep(checkpoint: Path, sweep: Path, *, store: bool = True) -> pd.
     an unfinished sweep; ValueError for a sweep of other weights."""
     summary, record = read_sweep(sweep)
     weights = read_metadata(checkpoint)["weights_sha256"][:12]  # a Detector's checkpoint_id
-    if record.get("checkpoint_id") != weights:
-        raise ValueError(
-            f"{sweep} is a sweep of checkpoint {record.get('checkpoint_id')}, not of "
-            f"{checkpoint} ({weights})"
-        )
+    check_sweep_is_of(record, weights, sweep)
     if store:
         for name in (SUMMARY_FILE, RECORD_FILE):  # the record last: it marks a whole copy
             write_atomic(checkpoint / STORED_FOLDER / name, partial(shutil.copyfile, sweep / name))

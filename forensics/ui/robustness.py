@@ -16,6 +16,8 @@ from forensics.robustness import (
     CLEAN,
     STORED_FOLDER,
     IncompleteSweepError,
+    StaleSweepError,
+    check_sweep_is_of,
     parse_settings,
     read_sweep,
     run_sweep,
@@ -47,12 +49,21 @@ def draw_robustness(detector: Detector, results: Results) -> None:
     st.subheader("Robustness: verdicts under JPEG, resizing, blur, noise and crops")
     source = st.radio("Sweep", [STORED_SWEEP, NEW_SWEEP], key="robustness_source", horizontal=True)
     if source == STORED_SWEEP:
+        folder = detector.checkpoint_dir / STORED_FOLDER
         try:
-            table, record = read_sweep_cached(detector.checkpoint_dir / STORED_FOLDER)
+            table, record = read_sweep_cached(folder)
+            check_sweep_is_of(record, detector.checkpoint_id, folder)
         except IncompleteSweepError:
             st.info(
                 "This checkpoint ships no robustness sweep. Choose the other option to sweep the "
                 "images evaluated above, or run `python -m forensics robustness` (see the README)."
+            )
+            return
+        except StaleSweepError:
+            st.warning(
+                "The sweep stored with this checkpoint was measured on other weights (the "
+                "checkpoint was replaced after it), so it is not shown. Choose the other option "
+                "to sweep the images evaluated above, or run `python -m forensics robustness`."
             )
             return
         draw_sweep(table, record)
