@@ -6,6 +6,8 @@ Public API::
     det = load_detector()              # the shipped default checkpoint ("auto": chosen per image)
     det.predict("photo.jpg")           # Verdict(decision, reasons, label, prob_fake, ...)
     det.explain("photo.jpg", method="gradcam", target="predicted")  # Explanation
+    predict(det, "photo.jpg")          # the decision with the file's own evidence weighed in:
+                                       # a signed credential or a generator's metadata first
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
     "Verdict",
     "__version__",
     "load_detector",
+    "predict",
+    "predict_batch",
 ]
 
 _LAZY = {
@@ -34,6 +38,8 @@ _LAZY = {
     "PatchMap": "forensics.verdicts",
     "load_detector": "forensics.router",
     "AutoDetector": "forensics.router",
+    "predict": "forensics.decision",
+    "predict_batch": "forensics.decision",
 }
 
 

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     add_checkpoint_option(predict)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_unsigned_metadata_option(predict)
     _add_engine_option(predict)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset folder")
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the stability check (five times less work; decisions then ignore it)",
     )
+    add_unsigned_metadata_option(evaluate)
     _add_engine_option(evaluate)
     _add_robustness_command(commands)
 
@@ -152,6 +154,17 @@ def add_checkpoint_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def add_unsigned_metadata_option(command: argparse.ArgumentParser) -> None:
+    """--ignore-unsigned-metadata, as every command that decides on files takes it."""
+    command.add_argument(
+        "--ignore-unsigned-metadata",
+        action="store_true",
+        help="decide only by the pixels and signed content credentials: a generator's "
+        "unsigned metadata (a Stable Diffusion parameters chunk, an XMP CreatorTool, ...) is "
+        "reported but decides nothing (by default it decides 'fake', saying it is unsigned)",
+    )
+
+
 def _add_engine_option(command: argparse.ArgumentParser) -> None:
     from forensics.inference import ENGINES
 
@@ -201,13 +214,19 @@ def _load(checkpoint: Path | None, engine: str | None = None):
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from forensics.decision import predict
+
     paths = expand_image_paths(args.images)
     detector = _load(args.checkpoint, args.engine)
+    trust_unsigned = not args.ignore_unsigned_metadata
+
+    def decide(path: Path):
+        return predict(detector, path, trust_unsigned_metadata=trust_unsigned)
 
     def describe(path: Path, verdict) -> None:
         _emit(describe_verdict(path, verdict))
 
-    return _for_each_image(paths, detector.predict, describe, as_json=args.json,
+    return _for_each_image(paths, decide, describe, as_json=args.json,
                            progress=len(paths) > PROGRESS_BAR_ABOVE)  # fmt: skip
 
 
@@ -280,9 +299,11 @@ def expand_image_paths(paths: list[Path]) -> list[Path]:
 
 
 def describe_verdict(path: Path, verdict) -> str:
-    """One line: the decision, the scores behind it and its first reason."""
+    """One line: the decision, what decided it, the model's scores and the first reason."""
+    decision = "fake (partly AI-generated)" if verdict.partly_generated else verdict.decision
+    by = "" if verdict.decided_by == "model" else f" by its {verdict.decided_by}"
     line = (
-        f"{path}: {verdict.decision} (P(fake) {verdict.prob_fake:.4f}, raw "
+        f"{path}: {decision}{by} (model: P(fake) {verdict.prob_fake:.4f}, raw "
         f"{verdict.prob_fake_raw:.4f}, threshold {verdict.threshold:.2f}, "
         f"checkpoint {verdict.checkpoint or '?'})"
     )
@@ -307,7 +328,9 @@ def _evaluate_routed(args: argparse.Namespace, detector, manifest, discovery) ->
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     verdicts = predict_rows(detector, args.data, manifest, stability=not args.no_stability)
-    table, metrics = summarize_verdicts(detector, manifest, verdicts)
+    table, metrics = summarize_verdicts(
+        detector, manifest, verdicts, trust_unsigned_metadata=not args.ignore_unsigned_metadata
+    )
     table["checkpoint"] = [v.checkpoint for v in verdicts]
     metrics.update(split=args.split, threshold=threshold,
                    routed_to=table["checkpoint"].value_counts().to_dict())  # fmt: skip
@@ -364,7 +387,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     verdicts = detector.verdicts_from_scores(
         merged_margins, merged_features, manifest_infos(manifest)
     )
-    table, metrics = summarize_verdicts(detector, manifest, verdicts)
+    table, metrics = summarize_verdicts(
+        detector, manifest, verdicts, trust_unsigned_metadata=not args.ignore_unsigned_metadata
+    )
     metrics["split"] = args.split
     write_evaluation(args.out, table, metrics)
     return _report_evaluation(args, metrics, discovery)
@@ -380,9 +405,17 @@ def _report_evaluation(args: argparse.Namespace, metrics: dict, discovery) -> in
         f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; answered "
         f"{metrics['coverage']:.1%}, accuracy on the answered "
         f"{'n/a' if answered is None else f'{answered:.4f}'}, confident-wrong "
-        f"{metrics['confident_wrong_rate']:.1%} -> {args.out}"
+        f"{metrics['confident_wrong_rate']:.1%}; decided by {describe_deciders(metrics)} -> "
+        f"{args.out}"
     )
     return 0
+
+
+def describe_deciders(metrics: dict) -> str:
+    """'the model 118, credential 2': a dataset's decisions counted by what decided them."""
+    counts = metrics.get("decided_by") or {}
+    parts = [f"{'the model' if by == 'model' else by} {n}" for by, n in counts.items() if n]
+    return ", ".join(parts) or "nothing"
 
 
 def _judge_selection(args: argparse.Namespace):

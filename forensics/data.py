@@ -42,6 +42,10 @@ SPLIT_ALIASES = {
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format", "jpeg_quality"]
+# A scan also records what each file claims about its origin (`forensics.evidence.Evidence.
+# to_record` as JSON, empty where it claims nothing), read from the bytes it hashes: a decision
+# over a dataset weighs it without reading any file again. Manifests made otherwise may lack it.
+PROVENANCE_COLUMN = "provenance"
 
 
 # --------------------------------------------------------------------------------------------

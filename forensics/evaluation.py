@@ -182,6 +182,9 @@ def build_predictions_table(
         table["prob_fake_raw"] = [v.prob_fake_raw for v in verdicts]
         table["decision"] = [v.decision for v in verdicts]
         table["reasons"] = [REASON_SEPARATOR.join(v.reasons) for v in verdicts]
+        # A verdict made before evidence was weighed was decided by its model.
+        table["decided_by"] = [getattr(v, "decided_by", "model") for v in verdicts]
+        table["model_decision"] = [getattr(v, "model_decision", v.decision) for v in verdicts]
     return table
 
 
@@ -296,12 +299,14 @@ def run_evaluation(
     stability: bool = True,
     progress: bool = True,
     progress_callback=None,
+    trust_unsigned_metadata: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """Judge every manifest row with `detector`; returns (predictions table, metrics).
 
     Images go through the detector's own eval transform (the checkpoint's preprocessing), in
     batches, with every check of a single verdict (`stability=False` skips the perturbed
     copies, five times less work); `progress_callback(done, total)` lets a UI draw its own bar.
+    Each file's recorded provenance is weighed into its decision (`summarize_verdicts`).
     """
     if manifest.empty:
         raise ValueError("nothing to evaluate: the selection holds no images")
@@ -316,7 +321,8 @@ def run_evaluation(
         progress_callback=progress_callback,
     )
     verdicts = detector.verdicts_from_scores(margins, features, manifest_infos(manifest))
-    return summarize_verdicts(detector, manifest, verdicts)
+    return summarize_verdicts(detector, manifest, verdicts,
+                              trust_unsigned_metadata=trust_unsigned_metadata)  # fmt: skip
 
 
 def predict_rows(detector, root: str | Path, manifest: pd.DataFrame, **options) -> list:
@@ -442,11 +448,23 @@ def _score_patched_rows(detector, root, manifest, num_workers, stability, progre
 
 
 def summarize_verdicts(
-    detector, manifest: pd.DataFrame, verdicts: Sequence
+    detector, manifest: pd.DataFrame, verdicts: Sequence, *, trust_unsigned_metadata: bool = True
 ) -> tuple[pd.DataFrame, dict]:
     """The predictions table and metrics of the N manifest rows' verdicts: the thresholded
     metrics on the calibrated probability, the same on the raw one (`raw_` prefix: calibration's
-    effect), and what the decisions are worth (`compute_selective_metrics`)."""
+    effect), and what the decisions are worth (`compute_selective_metrics`) once each file's
+    provenance, as its scan recorded it, is weighed in (`forensics.decision`); `decided_by`
+    counts the decisions by what decided them."""
+    from forensics.data import PROVENANCE_COLUMN
+    from forensics.decision import weigh_records
+    from forensics.verdicts import DECIDERS
+
+    records = (
+        list(manifest[PROVENANCE_COLUMN].fillna(""))
+        if PROVENANCE_COLUMN in manifest
+        else [None] * len(manifest)
+    )
+    verdicts = weigh_records(verdicts, records, trust_unsigned_metadata=trust_unsigned_metadata)
     labels = manifest["label"].to_numpy()
     prob_fake = np.array([v.prob_fake for v in verdicts], dtype=np.float64)
     table = build_predictions_table(
@@ -461,6 +479,7 @@ def summarize_verdicts(
     raw = compute_metrics(labels, table["prob_fake_raw"], threshold=detector.threshold)
     metrics.update({f"raw_{key}": raw[key] for key in ("ece", "log_loss", "accuracy")})
     metrics.update(compute_selective_metrics(labels, table["decision"]))
+    metrics["decided_by"] = {by: int((table["decided_by"] == by).sum()) for by in DECIDERS}
     metrics.update(checkpoint=detector.name, checkpoint_id=detector.checkpoint_id,
                    trust_id=detector.trust_id)  # fmt: skip
     return table, metrics

@@ -2,7 +2,9 @@
 
 A scan reads every image file once, hashes it (SHA-256) and fully decodes it through the same
 checks as `forensics.images.load_image`, so a truncated, corrupt or oversized file is listed in
-`skipped` with its reason now, not met halfway through a training run. Large roots are scanned by
+`skipped` with its reason now, not met halfway through a training run. From the same bytes it
+records what the file claims about its origin (metadata, a content credential), which a
+decision weighs (`forensics.decision`). Large roots are scanned by
 a pool of processes, one per core, over chunks of files; the result is the same, in the same
 order, as a scan in one process.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import math
 import multiprocessing
 import os
@@ -25,7 +28,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from forensics.atomic import write_atomic
-from forensics.data import LABELS, MANIFEST_COLUMNS, Discovery, ImageStore, infer_label_and_split
+from forensics.data import (
+    LABELS,
+    MANIFEST_COLUMNS,
+    PROVENANCE_COLUMN,
+    Discovery,
+    ImageStore,
+    infer_label_and_split,
+)
+from forensics.evidence.board import read_provenance
 from forensics.images import ImageLoadError, inspect_image
 
 # A pool costs tens of milliseconds to start: below this many files one process is as fast.
@@ -35,7 +46,8 @@ PARALLEL_MIN_FILES = 256
 # so that every worker has some.
 CHUNK_FILES = 500
 
-Row = tuple  # MANIFEST_COLUMNS' values
+SCAN_COLUMNS = [*MANIFEST_COLUMNS, PROVENANCE_COLUMN]
+Row = tuple  # SCAN_COLUMNS' values
 Outcome = tuple[Row | None, tuple[str, str] | None]  # (manifest row, None) or (None, skipped)
 
 
@@ -72,7 +84,7 @@ def build_manifest(
             bar.update(len(chunk))
             if progress_callback is not None:
                 progress_callback(done, len(paths))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     if manifest.empty:
         raise ValueError(f"no readable images inside real/fake folders under {root}")
     split_found = manifest["split"].notna()
@@ -165,9 +177,17 @@ def scan_files(store: ImageStore, paths: Sequence[str]) -> list[Outcome]:
             continue
         sha256 = hashlib.sha256(data).hexdigest()
         row = (rel, LABELS[label], split, sha256, info.width, info.height, info.format,
-               info.jpeg_quality)  # fmt: skip
+               info.jpeg_quality, provenance_record(data))  # fmt: skip
         outcomes.append((row, None))
     return outcomes
+
+
+def provenance_record(data: bytes) -> str:
+    """What a file claims about its origin, as a manifest cell: JSON, or "" for nothing."""
+    evidence = read_provenance(data)
+    if evidence.provenance == "none" and evidence.content_credential is None:
+        return ""
+    return json.dumps(evidence.to_record(), separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,7 +203,7 @@ def default_cache_dir() -> Path:
 def _root_signature(root: Path) -> str:
     """Changes whenever a file under `root` is added, removed, resized or rewritten."""
     # The column list is part of the key: a cache written by older code is never reused.
-    digest = hashlib.sha256(f"{root.resolve()}|{','.join(MANIFEST_COLUMNS)}".encode())
+    digest = hashlib.sha256(f"{root.resolve()}|{','.join(SCAN_COLUMNS)}".encode())
     entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in entries:
         stat = path.stat()

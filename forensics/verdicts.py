@@ -13,6 +13,15 @@ from forensics.patches import Box
 
 # What each decision is called wherever a person reads it (the app, case reports, audits).
 DECISION_NAMES = {"fake": "AI-generated", "real": "Real photograph", "unsure": "Unsure"}
+PARTLY_GENERATED = "Partly AI-generated"  # a `fake` decision that evidence says covers a part
+# What can decide (`Verdict.decided_by`), strongest first: a valid signed content credential,
+# a generator's unsigned metadata, the model (`forensics.decision` weighs them).
+DECIDERS = ("credential", "metadata", "model")
+DECIDER_NAMES = {
+    "credential": "the file's signed content credential",
+    "metadata": "the file's metadata (unsigned)",
+    "model": "the model",
+}
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,12 @@ class Verdict:
     ("fake" when `prob_fake >= threshold`), `prob_fake` the calibrated probability and
     `prob_fake_raw` the model's own softmax. `perturbed` holds the calibrated scores under the
     stability check's changes, when it ran; `checkpoint` names the folder used.
+
+    Where the file's own evidence was weighed (`forensics.decision.weigh_evidence`),
+    `decided_by` says what decided ("credential", "metadata" or "model"), `provenance` is the
+    evidence's one-line summary, and `model_decision` / `model_reasons` keep the model's own
+    decision beside the final one; `prob_fake` is always the model's score.
+    `partly_generated`: the evidence says only a part of the picture was generated.
     """
 
     label: str
@@ -39,12 +54,30 @@ class Verdict:
     # Set by the automatic choice: "chosen" (the checkpoint's domain fits the image) or
     # "nearest" (none fits; the score is the nearest checkpoint's, not a verdict).
     routing: str = ""
+    decided_by: str = "model"
+    model_decision: str = ""  # defaults to `decision`
+    model_reasons: tuple[str, ...] | None = None  # defaults to `reasons`
+    partly_generated: bool = False
+    provenance: str = ""  # the evidence's summary; empty where it was not weighed
 
     def __post_init__(self) -> None:
         if not self.decision:
             object.__setattr__(self, "decision", self.label)
         if self.prob_fake_raw is None:
             object.__setattr__(self, "prob_fake_raw", self.prob_fake)
+        if not self.model_decision:
+            object.__setattr__(self, "model_decision", self.decision)
+        if self.model_reasons is None:
+            object.__setattr__(self, "model_reasons", tuple(self.reasons))
+        if self.decided_by not in DECIDERS:
+            raise ValueError(f"decided_by must be one of {DECIDERS}, got {self.decided_by!r}")
+
+    @property
+    def decision_name(self) -> str:
+        """The decision as a person reads it: 'AI-generated', 'Partly AI-generated', ..."""
+        if self.decision == "fake" and self.partly_generated:
+            return PARTLY_GENERATED
+        return DECISION_NAMES[self.decision]
 
     @property
     def confidence(self) -> float:
@@ -64,6 +97,11 @@ class Verdict:
             "perturbed": dict(self.perturbed),
             "feature_distance": self.feature_distance,
             "routing": self.routing,
+            "decided_by": self.decided_by,
+            "partly_generated": self.partly_generated,
+            "provenance": self.provenance,
+            "model_decision": self.model_decision,
+            "model_reasons": list(self.model_reasons or ()),
         }
 
 

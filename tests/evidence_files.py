@@ -92,6 +92,12 @@ PROVENANCE_FILES = {
 def throwaway_signer():
     """A c2pa Signer on a certificate chain made here (a root CA and an ES256 leaf with the
     profile C2PA requires), on no trust list: valid signatures, never a trusted signer."""
+    return throwaway_signer_and_root()[0]
+
+
+def throwaway_signer_and_root():
+    """(a throw-away Signer, its root certificate as PEM text): a trust list of that root
+    makes its signatures trusted ($FORENSICS_C2PA_TRUST_ANCHORS)."""
     import c2pa
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -103,7 +109,8 @@ def throwaway_signer():
     key = leaf_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+    return signer, root.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 def _certificate(common_name: str, key, signing_key, *, issuer):
@@ -151,24 +158,36 @@ def _key_usage(*, ca: bool):
     return x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **flags)
 
 
-def c2pa_signed(data: bytes, mime: str, *, source_type: str, action: str = "c2pa.created") -> bytes:
+def c2pa_signed(
+    data: bytes,
+    mime: str,
+    *,
+    source_type: str | None,
+    action: str = "c2pa.created",
+    agent: str | None = None,
+    then: tuple[dict, ...] = (),
+    signer=None,
+) -> bytes:
     """`data` (an image file) with a C2PA manifest by "TestGen 1.0" declaring `action` with an
-    IPTC digital source type, signed by a throw-away signer."""
+    IPTC digital source type (None: none) and software agent (None: none), then the actions
+    `then`, signed by `signer` (None: a throw-away one)."""
     import io
 
     import c2pa
 
+    step = {"action": action}
+    if source_type is not None:
+        step["digitalSourceType"] = f"http://cv.iptc.org/newscodes/digitalsourcetype/{source_type}"
+    if agent is not None:
+        step["softwareAgent"] = {"name": agent}
     manifest = {
         "claim_generator_info": [{"name": "TestGen", "version": "1.0"}],
         "title": "test image",
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
-            "action": action,
-            "digitalSourceType": f"http://cv.iptc.org/newscodes/digitalsourcetype/{source_type}",
-        }]}}],
-    }  # fmt: skip
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [step, *then]}}],
+    }
     signed = io.BytesIO()
     with c2pa.Builder(manifest) as builder:
-        builder.sign(throwaway_signer(), mime, io.BytesIO(data), signed)
+        builder.sign(signer or throwaway_signer(), mime, io.BytesIO(data), signed)
     return signed.getvalue()
 
 
@@ -203,3 +222,43 @@ def repaint_png(signed: bytes, image: Image.Image) -> bytes:
     at = next(i for i, c in enumerate(kept) if c[0] == b"IDAT")
     rest = [c for c in kept[at:] if c[0] != b"IDAT"]
     return build_png(kept[:at] + fresh + rest)
+
+
+def ai_signed_png() -> bytes:
+    return c2pa_signed(bare_png(), "image/png", source_type="trainedAlgorithmicMedia")
+
+
+def composite_signed_jpeg() -> bytes:
+    return c2pa_signed(
+        camera_jpeg(), "image/jpeg", source_type="compositeWithTrainedAlgorithmicMedia"
+    )
+
+
+def capture_signed_png() -> bytes:
+    return c2pa_signed(image_bytes(photo_like(6), "PNG"), "image/png", source_type="digitalCapture")
+
+
+def edited_after_signing_png() -> bytes:
+    return repaint_png(ai_signed_png(), photo_like(99))
+
+
+# The issue's folder: name -> (bytes, decision, decided_by), the decision where it is evidence's;
+# None: the model's own decision. With unsigned metadata not counted, sd.png is the model's.
+DECISION_FILES = {
+    "ai_signed.png": (ai_signed_png, "fake", "credential"),
+    "composite_signed.jpg": (composite_signed_jpeg, "fake", "credential"),
+    "capture_signed.png": (capture_signed_png, "real", "credential"),
+    "edited_after_signing.png": (edited_after_signing_png, None, "model"),
+    "sd_parameters.png": (a1111_png, "fake", "metadata"),
+    "nothing.png": (bare_png, None, "model"),
+}
+
+
+def write_decision_folder(folder) -> dict:
+    """The DECISION_FILES written into `folder`; returns {name: path}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, (make, _, _) in DECISION_FILES.items():
+        paths[name] = folder / name
+        paths[name].write_bytes(make())
+    return paths

@@ -289,3 +289,45 @@ def test_try_a_perturbation_shows_the_changed_file_beside_the_original(app: AppT
     next(s for s in at.selectbox if s.label == "Perturbation").set_value("blur").run()
     assert next(s for s in at.slider if s.label == "blur sigma (px)").value == 1.0
     assert any(m.label == "blur sigma 1 px" for m in at.metric)
+
+
+# ---- the file's own evidence in the decision card ------------------------------------------
+
+MIME = {".png": "image/png", ".jpg": "image/jpeg"}
+
+
+def test_classify_decides_each_file_by_its_evidence_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's six files, uploaded together with "Automatic": each decision card shows what
+    the library decides, what decided it (a credential's signer in its first line) and the
+    model's own score beneath; with the sidebar's switch off, unsigned metadata decides
+    nothing."""
+    from forensics.decision import predict as decide
+    from tests.evidence_files import DECISION_FILES
+
+    monkeypatch.setenv("FORENSICS_CHECKPOINT", "auto")
+    files = [(name, make(), MIME[Path(name).suffix]) for name, (make, _, _) in
+             DECISION_FILES.items()]  # fmt: skip
+    auto = load_detector("auto")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    for trust_unsigned in (True, False):
+        at.sidebar.toggle[0].set_value(trust_unsigned)
+        at.file_uploader[0].set_value(files)
+        at.run()
+        assert not at.exception, at.exception
+        cards = [m for m in at.metric if m.label == "Decision"]
+        assert len(cards) == len(files)
+        for card, (name, data, _) in zip(cards, files, strict=True):
+            expected = decide(auto, data, trust_unsigned_metadata=trust_unsigned)
+            assert card.value == expected.decision_name, name
+            if expected.decided_by == "credential":
+                assert card.delta == "by its signed credential", name
+            elif expected.decided_by == "metadata":
+                assert card.delta == "by its metadata", name
+        reasons = " ".join(m.value for m in at.markdown)
+        assert "Test Generator Signer" in reasons  # the signer, in the card's first lines
+        assert ("anyone could have written it" in reasons) == trust_unsigned
+        own = [c.value for c in at.caption if c.value.startswith("Decided by the file's")]
+        assert len(own) == (3 if not trust_unsigned else 4)  # the model's score kept beside
+    names = [c.value for c in [m for m in at.metric if m.label == "Decision"]]
+    assert names[:3] == ["AI-generated", "Partly AI-generated", "Real photograph"]

@@ -67,10 +67,10 @@ def test_the_audit_report_shows_every_row_and_fetches_nothing(
     )
     # Sorting by P(fake), twice: ascending, then descending.
     page.get_by_role("columnheader", name="P(fake)").click()
-    shown = [float(v) for v in page.locator("tr.image-row td:nth-child(5)").all_inner_texts()]
+    shown = [float(v) for v in page.locator("tr.image-row td:nth-child(6)").all_inner_texts()]
     assert shown == sorted(shown)
     page.get_by_role("columnheader", name="P(fake)").click()
-    shown = [float(v) for v in page.locator("tr.image-row td:nth-child(5)").all_inner_texts()]
+    shown = [float(v) for v in page.locator("tr.image-row td:nth-child(6)").all_inner_texts()]
     assert shown == sorted(shown, reverse=True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "audit_report.png"), full_page=True)

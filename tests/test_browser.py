@@ -421,3 +421,25 @@ def test_moving_the_jpeg_quality_control_shows_the_perturbed_verdict(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Try a perturbation", exact=True).scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "classify_perturbation.png"))
+
+
+def test_an_ai_signed_upload_shows_the_decision_and_its_signer(
+    app_url: str, browser_page, tmp_path: Path
+) -> None:
+    """A file whose valid content credential says it was AI-generated: the page decides so, by
+    the credential, and names who signed it, whatever the default model makes of its pixels."""
+    from tests.evidence_files import ai_signed_png
+
+    signed = tmp_path / "signed.png"
+    signed.write_bytes(ai_signed_png())
+    page = browser_page
+    upload_to_classify(page, app_url, str(signed))
+    page.get_by_text("What the model saw").wait_for(timeout=90_000)
+    assert page.get_by_test_id("stMetricValue").first.inner_text().strip() == "AI-generated"
+    body = page.inner_text("body")
+    assert "by its signed credential" in body
+    assert "Decided by the file's signed content credential" in body
+    assert "signed by Test Generator Signer" in body and "not on a trust list" in body
+    assert "The model's own decision" in body and "Traceback" not in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "classify_signed_credential.png"), full_page=True)

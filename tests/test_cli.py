@@ -15,6 +15,8 @@ from conftest import make_image, write_dataset
 from forensics import load_detector
 from forensics.cli import main
 from forensics.data import assign_splits, save_splits
+from forensics.decision import NOTHING_SAID
+from forensics.decision import predict as decide
 from forensics.scan import build_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,8 @@ PREDICTION_COLUMNS = [
     "prob_fake_raw",
     "decision",
     "reasons",
+    "decided_by",
+    "model_decision",
 ]
 
 
@@ -65,11 +69,13 @@ def test_predict_prints_a_verdict_per_image(images, tiny_checkpoint, capsys) -> 
     assert len(lines) == 2
     detector = load_detector(tiny_checkpoint)
     for line, path in zip(lines, (images["png"], images["jpeg"]), strict=True):
-        verdict = detector.predict(path)
-        assert line.startswith(f"{path}: {verdict.decision} ")
+        verdict = decide(detector, path)  # the model's verdict with the file's evidence weighed
+        assert verdict.decided_by == "model" and verdict.reasons[-1] == NOTHING_SAID
+        assert line.startswith(f"{path}: {verdict.decision} (model: ")
         assert f"{verdict.prob_fake:.4f}" in line
         assert "threshold 0.50" in line and f"checkpoint {tiny_checkpoint.name}" in line
-        assert line.endswith(f": {verdict.reasons[0]}")  # the decision's first reason
+        more = len(verdict.reasons) - 1  # the decision's first reason, and how many follow
+        assert line.endswith(f": {verdict.reasons[0]} (and {more} more: --json lists them)")
 
 
 def test_predict_json(images, tiny_checkpoint, capsys) -> None:
@@ -88,7 +94,10 @@ def test_predict_json(images, tiny_checkpoint, capsys) -> None:
     assert record["label"] == ("fake" if record["prob_fake"] >= record["threshold"] else "real")
     # The fields: the decision and its reasons, both probabilities, the model used.
     assert record["decision"] == verdict.decision == "unsure"  # no trust profile: unknown domain
-    assert record["reasons"] == list(verdict.reasons) and record["reasons"]
+    # The model's reasons, then what the file's metadata said: nothing, so the model decided.
+    assert record["reasons"] == [*verdict.reasons, NOTHING_SAID]
+    assert record["model_reasons"] == list(verdict.reasons) and verdict.reasons
+    assert record["decided_by"] == "model" and record["model_decision"] == "unsure"
     assert record["prob_fake_raw"] == pytest.approx(verdict.prob_fake_raw, abs=1e-6)
     assert record["checkpoint"] == tiny_checkpoint.name
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from forensics.data import (
     MANIFEST_COLUMNS,
+    PROVENANCE_COLUMN,
     ImageStore,
     ManifestDataset,
     assign_splits,
@@ -201,7 +202,9 @@ def test_store_contains_files_and_zip_members(tmp_path: Path) -> None:
 def test_build_manifest_flat_layout(tiny_dataset: Path) -> None:
     discovery = build_manifest(tiny_dataset, progress=False)
     manifest = discovery.manifest
-    assert list(manifest.columns) == MANIFEST_COLUMNS
+    # The scan also records each file's provenance claims: none for these plain images.
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, PROVENANCE_COLUMN]
+    assert (manifest[PROVENANCE_COLUMN] == "").all()
     assert len(manifest) == 16 and discovery.skipped.empty
     assert not discovery.has_splits and manifest["split"].isna().all()
     for row in manifest.itertuples(index=False):

@@ -388,7 +388,9 @@ def test_risk_coverage_hand_computed() -> None:
 
 def test_decisions_of_new_and_old_tables() -> None:
     verdicts = [
-        SimpleNamespace(prob_fake_raw=p, decision=d, reasons=r)
+        SimpleNamespace(
+            prob_fake_raw=p, decision=d, reasons=r, decided_by="model", model_decision=d
+        )
         for p, d, r in zip(
             PROBS,
             ["real", "unsure", "fake", "unsure", "fake"],

@@ -494,6 +494,8 @@ def test_a_verdict_record_has_exactly_the_documented_keys() -> None:
         "decision": "fake", "reasons": [], "label": "fake", "prob_fake": 0.8,
         "prob_fake_raw": 0.8, "threshold": 0.5, "checkpoint": "", "checkpoint_id": "",
         "perturbed": {"jpeg": 0.7}, "feature_distance": 1.5, "routing": "chosen",
+        "decided_by": "model", "partly_generated": False, "provenance": "",
+        "model_decision": "fake", "model_reasons": [],
     }  # fmt: skip
 
 

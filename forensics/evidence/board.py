@@ -1,10 +1,13 @@
 """The evidence board: everything the file itself says and shows, beside (never inside) the
-model's verdict. `gather_evidence` reads one image's metadata, content credential and classic
-views; `Evidence.summary` puts the strongest provenance claim in one line."""
+model's score. `gather_evidence` reads one image's metadata, content credential and classic
+views; `read_provenance` only what the file claims about its origin (no pixel is decoded), which
+is what a decision weighs (`forensics.decision`); `Evidence.summary` puts the strongest
+provenance claim in one line."""
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass, field
 
@@ -18,11 +21,18 @@ from forensics.evidence.jpeg import jpeg_history_view
 from forensics.evidence.metadata import read_metadata
 from forensics.evidence.noise import noise_residual_view
 from forensics.evidence.spectrum import spectrum_view
-from forensics.images import MAX_BYTES, ImageSource, _read_bytes, read_image
+from forensics.images import MAX_BYTES, PNG_SIGNATURE, ImageSource, _read_bytes, read_image
 
 PROVENANCES = ("generator", "camera", "edited", "none")  # strongest first
 NO_PROVENANCE = "no provenance metadata (most platforms strip it; its absence proves nothing)"
 EDIT_ACTIONS = ("c2pa.opened", "c2pa.created", "c2pa.placed")  # not edits in themselves
+COMPACT_VALUE_CHARS = 200  # a finding's raw value as a dataset's manifest keeps it
+PNG_METADATA_CHUNKS = (
+    b"tEXt",
+    b"zTXt",
+    b"iTXt",
+    b"eXIf",
+)  # PIL finds these after the pixels by decoding
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,29 @@ class Evidence:
             "views": {view.name: view.to_dict() for view in self.views},
         }
 
+    def to_record(self) -> dict:
+        """What a decision weighs, small enough for one manifest cell: the provenance, its
+        summary, the credential and the findings that claim an origin (values cut short)."""
+        findings = [
+            {**f.to_dict(), "value": f.value[:COMPACT_VALUE_CHARS], "name": f.name}
+            for f in self.findings
+            if f.kind != "info"
+        ]
+        credential = self.content_credential
+        return {"provenance": self.provenance, "summary": self.summary, "findings": findings,
+                "c2pa": None if credential is None else credential.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict) -> Evidence:
+        """The Evidence `to_record` (or `to_dict`) wrote, without its views."""
+        credential = record.get("c2pa")
+        return cls(
+            provenance=record["provenance"],
+            summary=record["summary"],
+            findings=[Finding(**finding) for finding in record.get("findings") or []],
+            content_credential=None if credential is None else ContentCredential(**credential),
+        )
+
 
 def gather_evidence(source: ImageSource, *, views: bool = True) -> Evidence:
     """Metadata, C2PA credential and (with `views`) the classic views of one image file.
@@ -59,10 +92,7 @@ def gather_evidence(source: ImageSource, *, views: bool = True) -> Evidence:
         raise ImageLoadError("evidence needs the file (path, bytes or file-like), not pixels")
     data = _read_bytes(source, MAX_BYTES)
     rgb, info = read_image(data)
-    findings, tables = _file_metadata(data)
-    credential = read_content_credential(data, info.format)
-    if credential is not None:
-        findings.insert(0, credential_finding(credential))
+    findings, credential, tables = _origin_claims(data, info.format)
     shown = []
     if views:
         pixels = np.asarray(rgb)
@@ -72,9 +102,40 @@ def gather_evidence(source: ImageSource, *, views: bool = True) -> Evidence:
             spectrum_view(pixels),
             jpeg_history_view(pixels, quality=info.jpeg_quality, tables=tables),
         ]
+    return _evidence(findings, credential, shown)
+
+
+def read_provenance(data: bytes) -> Evidence:
+    """What a file's bytes claim about its origin: metadata and the C2PA credential, no views.
+
+    No pixel is decoded (a PNG's text chunks after its image data excepted, which only a decode
+    reaches), so a decision can weigh a file's claims at almost no cost beside its verdict. A
+    file that is not an image has no claims here; `load_image` is what says why it is refused.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as opened:
+                image_format = opened.format
+    except Exception:  # not an image, or a broken header: the verdict's loader reports it
+        return _evidence([], None, [])
+    findings, credential, _ = _origin_claims(data, image_format)
+    return _evidence(findings, credential, [])
+
+
+def _origin_claims(data: bytes, image_format: str | None):
+    """(findings, the credential, JPEG tables) of a file: its credential's finding first."""
+    findings, tables = _file_metadata(data)
+    credential = read_content_credential(data, image_format)
+    if credential is not None:
+        findings.insert(0, credential_finding(credential))
+    return findings, credential, tables
+
+
+def _evidence(findings: list[Finding], credential, views: list[View]) -> Evidence:
     provenance = next((k for k in KINDS[:3] if any(f.kind == k for f in findings)), "none")
     return Evidence(provenance, summarize(provenance, findings, credential), findings, credential,
-                    shown)  # fmt: skip
+                    views)  # fmt: skip
 
 
 def credential_finding(credential: ContentCredential) -> Finding:
@@ -87,6 +148,8 @@ def credential_finding(credential: ContentCredential) -> Finding:
         check += f": {credential.problems[0]}"
     if credential.ai_generated:
         extent = "partly AI-generated" if credential.partly_generated else "AI-generated"
+        if credential.generator:
+            extent += f" with {credential.generator}"
         kind, claim = "generator", f"C2PA credential: {extent}, by {made_by} ({check})"
     elif credential.captured:
         kind, claim = "camera", f"C2PA credential: captured, by {made_by} ({check})"
@@ -133,12 +196,33 @@ def summarize(
 
 
 def _file_metadata(data: bytes) -> tuple[list[Finding], dict | None]:
-    """Findings and JPEG quantisation tables of the file (already checked by `read_image`)."""
+    """Findings and JPEG quantisation tables of the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd metadata; it is reported as data
             with Image.open(io.BytesIO(data)) as opened:
                 tables = getattr(opened, "quantization", None) if opened.format == "JPEG" else None
-                return read_metadata(opened), dict(tables) if tables else None
+                trailing = opened.format == "PNG" and png_metadata_after_image(data)
+                findings = read_metadata(opened, trailing_text=trailing)
+                return findings, dict(tables) if tables else None
     except Exception:  # decodable pixels with unreadable metadata: the pixels still speak
         return [], None
+
+
+def png_metadata_after_image(data: bytes) -> bool:
+    """Whether a PNG has text or EXIF chunks after its image data (PIL reads those only by
+    decoding the pixels; the ones before it are read with the header). Walks the chunk headers
+    only."""
+    if not data.startswith(PNG_SIGNATURE):
+        return False
+    offset, seen_image = len(PNG_SIGNATURE), False
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        seen_image = seen_image or kind == b"IDAT"
+        if seen_image and kind in PNG_METADATA_CHUNKS:
+            return True
+        if kind == b"IEND":
+            return False
+        offset += 12 + length
+    return False

@@ -114,14 +114,23 @@ _XMP_FORMS = (
 _A1111_SETTINGS = re.compile(r"Steps: \d+, Sampler: ")
 
 
-def read_metadata(image: Image.Image) -> list[Finding]:
+def read_metadata(image: Image.Image, *, trailing_text: bool = True) -> list[Finding]:
     """Every provenance claim in an opened image file's metadata, in the order found.
 
     `image` is the file as PIL opened it (`Image.open`: its `info`, EXIF and, for PNG, its
-    text chunks). Never raises for malformed metadata: a block that cannot be read is skipped.
+    text chunks). `trailing_text=False` reads only the PNG text and EXIF chunks before the image
+    data: those after it cost a decode of the pixels (`png_metadata_after_image` in
+    `forensics.evidence.board` tells whether there are any). Never raises for malformed
+    metadata: a block that cannot be read is skipped.
     """
     findings: list[Finding] = []
-    for reader in (_exif_findings, _xmp_findings, _iptc_findings, _text_findings):
+    readers = (
+        functools.partial(_exif_findings, trailing=trailing_text),
+        functools.partial(_xmp_findings, trailing=trailing_text),
+        _iptc_findings,
+        functools.partial(_text_findings, trailing=trailing_text),
+    )
+    for reader in readers:
         try:
             findings += list(reader(image))
         except Exception:  # metadata is a stranger's data: one bad block is skipped
@@ -154,7 +163,9 @@ def software_finding(source: str, field: str, value: object) -> Finding:
     return Finding(source, f"{field}: {text[:80]}", text, "info")
 
 
-def _exif_findings(image: Image.Image) -> Iterator[Finding]:
+def _exif_findings(image: Image.Image, *, trailing: bool = True) -> Iterator[Finding]:
+    if image.format == "PNG" and not trailing and "exif" not in image.info:
+        return  # PIL's getexif would decode the pixels to look for an eXIf chunk after them
     exif = image.getexif()
     if not exif:
         return
@@ -184,8 +195,8 @@ def _exif_findings(image: Image.Image) -> Iterator[Finding]:
                           "generator", name)  # fmt: skip
 
 
-def _xmp_findings(image: Image.Image) -> Iterator[Finding]:
-    packet = _xmp_packet(image)
+def _xmp_findings(image: Image.Image, *, trailing: bool = True) -> Iterator[Finding]:
+    packet = _xmp_packet(image, trailing=trailing)
     if not packet:
         return
     for value in _xmp_values(packet, "DigitalSourceType"):
@@ -222,9 +233,10 @@ def _iptc_findings(image: Image.Image) -> Iterator[Finding]:
                               "generator", generator)  # fmt: skip
 
 
-def _text_findings(image: Image.Image) -> Iterator[Finding]:
-    """PNG tEXt/zTXt/iTXt chunks (and the same keys where other formats keep them in `info`)."""
-    text = getattr(image, "text", None) if image.format == "PNG" else None
+def _text_findings(image: Image.Image, *, trailing: bool = True) -> Iterator[Finding]:
+    """PNG tEXt/zTXt/iTXt chunks (and the same keys where other formats keep them in `info`);
+    without `trailing`, only those PIL read with the header (`info`)."""
+    text = getattr(image, "text", None) if image.format == "PNG" and trailing else None
     chunks = {**image.info, **(text or {})}
     for key, raw in chunks.items():
         if not isinstance(key, str) or not isinstance(raw, (str, bytes)) or key == "xmp":
@@ -271,9 +283,9 @@ def _comfy_checkpoints(graph: dict) -> Iterator[str]:
                     yield quote(inputs[field])[:200]
 
 
-def _xmp_packet(image: Image.Image) -> str:
+def _xmp_packet(image: Image.Image, *, trailing: bool = True) -> str:
     raw = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
-    if image.format == "PNG" and not raw:
+    if image.format == "PNG" and not raw and trailing:
         raw = (getattr(image, "text", None) or {}).get("XML:com.adobe.xmp", b"")
     if isinstance(raw, str):
         return raw[:MAX_XMP_BYTES]

@@ -39,14 +39,17 @@ from forensics.report.case import (
     write_case_report,
 )
 from forensics.report.html import histogram_bars, png_data_uri, render
+from forensics.verdicts import DECIDER_NAMES, DECIDERS
 
 AUDIT_FILE, REPORT_FILE, RECORD_FILE = "audit.csv", "report.html", "audit.json"
 PARTS, CASES = "parts", "cases"
-COLUMNS = ("path", "sha256", "decision", "prob_fake", "checkpoint", "checkpoint_id", "reason",
-           "provenance", "faithfulness", "case")  # fmt: skip
+COLUMNS = (
+    "path", "sha256", "decision", "decided_by", "prob_fake", "model_decision", "checkpoint",
+    "checkpoint_id", "reason", "provenance", "faithfulness", "case",
+)  # fmt: skip
 DECISIONS = ("fake", "unsure", "real", "unreadable")
 THUMBNAIL = 96  # px, the longest side of a thumbnail in report.html
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2  # 2: decisions weigh the file's provenance (decided_by, model_decision)
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,13 @@ class AuditResult:
     out: Path
 
 
-def audit_key(detector, *, method: str, faithfulness: bool, evidence_views: bool) -> dict:
+def audit_key(detector, *, method: str, faithfulness: bool, evidence_views: bool,
+              trust_unsigned_metadata: bool = True) -> dict:  # fmt: skip
     """What a stored part must match to be reused."""
     return {"version": AUDIT_VERSION, "checkpoint_id": detector.checkpoint_id,
             "trust_id": detector.trust_id, "method": method, "faithfulness": faithfulness,
-            "evidence_views": evidence_views}  # fmt: skip
+            "evidence_views": evidence_views,
+            "trust_unsigned_metadata": trust_unsigned_metadata}  # fmt: skip
 
 
 def run_audit(
@@ -71,6 +76,7 @@ def run_audit(
     method: str = "gradcam",
     faithfulness: bool = False,
     evidence_views: bool = True,
+    trust_unsigned_metadata: bool = True,
     batch_size: int = 32,
     record: dict | None = None,
     progress: bool = True,
@@ -81,8 +87,10 @@ def run_audit(
     than the rest of an image's audit (it would halve the throughput; benchmarks.audit measures
     both), while the evaluation page's comparison says how faithful the method is for the model
     in general, and an image's own report measures it. `evidence_views` adds the classic views
-    to each case report. `on_image(done, total)` is called after each image. ValueError where
-    `folder` holds no image file."""
+    to each case report. Each decision weighs the file's provenance (`forensics.decision`;
+    `trust_unsigned_metadata=False`: only pixels and signed credentials decide), read from the
+    bytes the row's SHA-256 is computed from. `on_image(done, total)` is called after each
+    image. ValueError where `folder` holds no image file."""
     from tqdm.auto import tqdm
 
     check_method(method)
@@ -93,7 +101,8 @@ def run_audit(
     if not files:
         raise ValueError(f"no image files under {folder}")
     key = audit_key(detector, method=method, faithfulness=faithfulness,
-                    evidence_views=evidence_views)  # fmt: skip
+                    evidence_views=evidence_views,
+                    trust_unsigned_metadata=trust_unsigned_metadata)  # fmt: skip
     parts: dict[str, dict] = {}
     reused = 0
     command = (record or {}).get("command") or f"python -m forensics audit {folder}"
@@ -115,6 +124,7 @@ def run_audit(
             for rel, part in _audit_images(detector, todo, out, method=method,
                                            faithfulness=faithfulness,
                                            evidence_views=evidence_views,
+                                           trust_unsigned_metadata=trust_unsigned_metadata,
                                            command=command):  # fmt: skip
                 parts[rel] = _keep(out, rel, key, part)
             bar.update(len(chunk))
@@ -169,7 +179,7 @@ def _unreadable(rel: str, sha256: str | None, reason: str | None) -> dict:
 
 
 def _audit_images(detector, todo, out: Path, *, method: str, faithfulness: bool,
-                  evidence_views: bool, command: str):  # fmt: skip
+                  evidence_views: bool, trust_unsigned_metadata: bool, command: str):  # fmt: skip
     """(rel, part) for each (rel, bytes): explained together, else (an unreadable file among
     them) one by one, so that each unreadable file is named with its reason."""
     if not todo:
@@ -191,21 +201,26 @@ def _audit_images(detector, todo, out: Path, *, method: str, faithfulness: bool,
             continue
         try:  # the case part hashes the file itself, for its row and report
             yield rel, _case_part(detector, rel, data, explanation, out,
-                                  evidence_views=evidence_views, command=command)  # fmt: skip
+                                  evidence_views=evidence_views,
+                                  trust_unsigned_metadata=trust_unsigned_metadata,
+                                  command=command)  # fmt: skip
         except ImageLoadError as exc:  # readable by the model, not by the evidence board
             yield rel, _unreadable(rel, hashlib.sha256(data).hexdigest(), str(exc))
 
 
 def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
-               evidence_views: bool, command: str) -> dict:  # fmt: skip
-    """Write the image's case report; return its part: the CSV row and the thumbnails."""
-    verdict = explanation.verdict
+               evidence_views: bool, trust_unsigned_metadata: bool,
+               command: str) -> dict:  # fmt: skip
+    """Write the image's case report; return its part: the CSV row and the thumbnails. The
+    evidence is read from the same bytes as the SHA-256, and weighed into the decision."""
     facts = describe_file(data, Path(rel).name)
     patch_map = None
     if explanation.box is not None:  # a patch model: its map over the whole photograph
-        patch_map = chosen_checkpoint(detector, verdict).patch_map(data)
+        patch_map = chosen_checkpoint(detector, explanation.verdict).patch_map(data)
     evidence = gather_evidence(data, views=evidence_views)
-    case = assemble_case(detector, facts, [explanation], patch_map=patch_map, evidence=evidence)
+    case = assemble_case(detector, facts, [explanation], patch_map=patch_map, evidence=evidence,
+                         trust_unsigned_metadata=trust_unsigned_metadata)  # fmt: skip
+    verdict = case.verdict
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(rel).stem)[:60]
     case_path = Path(CASES) / f"{stem}-{facts.sha256[:12]}.html"
     write_case_report(case, out / case_path, command=command)
@@ -213,7 +228,9 @@ def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
         "path": rel,
         "sha256": facts.sha256,
         "decision": verdict.decision,
+        "decided_by": verdict.decided_by,
         "prob_fake": round(float(verdict.prob_fake), 6),
+        "model_decision": verdict.model_decision,
         "checkpoint": verdict.checkpoint,
         "checkpoint_id": verdict.checkpoint_id,
         "reason": verdict.reasons[0] if verdict.reasons else "",
@@ -229,6 +246,7 @@ def _case_part(detector, rel: str, data: bytes, explanation, out: Path, *,
         "overlay": png_data_uri(explanation.overlay, max_side=THUMBNAIL),
         "target": explanation.target,
         "summary": evidence.summary,
+        "decision_name": verdict.decision_name,
     }
 
 
@@ -241,7 +259,9 @@ def write_audit(out: Path, table: pd.DataFrame, parts: Sequence[dict], record: d
     write_atomic(table_file, lambda tmp: table.to_csv(tmp, index=False))
     write_text_atomic(out / REPORT_FILE, render_audit(table, parts, record))
     counts = Counter(table["decision"])
+    deciders = Counter(table.loc[table["decision"] != "unreadable", "decided_by"])
     record = {**record, "n": len(table), "counts": {d: counts.get(d, 0) for d in DECISIONS},
+              "decided_by": {by: deciders.get(by, 0) for by in DECIDERS},
               "audit_sha256": file_sha256(table_file)}  # fmt: skip
     write_text_atomic(out / RECORD_FILE, json.dumps(record, indent=2) + "\n")
 
@@ -257,11 +277,13 @@ def render_audit(table: pd.DataFrame, parts: Sequence[dict], record: dict) -> st
     )
     rows = [part for part in parts if part["row"]["decision"] != "unreadable"]
     unreadable = [part["row"] for part in parts if part["row"]["decision"] == "unreadable"]
+    deciders = Counter(judged["decided_by"])
     return render(
         AUDIT_TEMPLATE,
         record=record,
         total=len(table),
         counts=[(d, DECISION_NAMES[d], counts.get(d, 0)) for d in DECISIONS],
+        deciders=[(by, DECIDER_NAMES[by], deciders.get(by, 0)) for by in DECIDERS],
         histogram=histogram,
         rows=rows,
         unreadable=unreadable,
@@ -290,6 +312,11 @@ A verdict is a statistical score, not proof.</p>
 <section><h2>Summary</h2>
 <table id="counts"><tr>{% for d, name, n in counts %}<th>{{ name }}</th>{% endfor %}</tr>
 <tr>{% for d, name, n in counts %}<td data-decision="{{ d }}">{{ n }}</td>{% endfor %}</tr></table>
+<p id="deciders">Decided by {% for by, name, n in deciders %}{{ name }}: <span
+ data-decided-by="{{ by }}">{{ n }}</span>{% if not loop.last %}; {% endif %}{% endfor %}. A
+signed content credential decides first, then a generator's unsigned metadata{% if not
+ record.get("trust_unsigned_metadata", True) %} (not counted in this audit){% endif %}, then the
+model.</p>
 <h3>P(fake) of the judged images, by decision</h3>
 <svg class="hist" viewBox="-8 -4 116 52" width="580" height="260" role="img"
  aria-label="histogram of P(fake)">
@@ -316,7 +343,8 @@ A verdict is a statistical score, not proof.</p>
 <section><h2>Images ({{ rows | length }})</h2>
 <p class="note no-print">Click a column's title to sort by it.</p>
 <table id="images" class="sortable"><thead><tr><th data-type="text">File</th><th>Image</th>
-<th>Heatmap</th><th data-type="text">Decision</th><th data-type="number">P(fake)</th>
+<th>Heatmap</th><th data-type="text">Decision</th><th data-type="text">Decided by</th>
+<th data-type="number">P(fake)</th>
 <th data-type="number">Faithfulness</th><th data-type="text">Checkpoint</th>
 <th data-type="text">Provenance</th><th data-type="text">Reason</th></tr></thead><tbody>
 {% for part in rows %}{% set row = part.row %}
@@ -326,7 +354,9 @@ A verdict is a statistical score, not proof.</p>
 <td><img class="thumb" alt="{{ record.method }} for {{ part.target }}"
  src="{{ part.overlay }}"></td>
 <td data-sort="{{ row.decision }}"><span class="decision d-{{ row.decision }}"
- style="font-size:12px">{{ decision_names[row.decision] }}</span></td>
+ style="font-size:12px">{{ part.decision_name }}</span></td>
+<td data-sort="{{ row.decided_by }}" data-field="decided_by">{{ row.decided_by }}{% if
+ row.decided_by != "model" %} (the model alone: {{ row.model_decision }}){% endif %}</td>
 <td data-sort="{{ row.prob_fake }}">{{ row.prob_fake | num(3) }}</td>
 <td data-sort="{{ row.faithfulness if row.faithfulness != '' else -9 }}">{{ row.faithfulness
  | signed if row.faithfulness != '' else 'n/a' }}</td>

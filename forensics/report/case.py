@@ -2,7 +2,8 @@
 (`python -m forensics report IMG --out FILE.html`, and the Classify page's download).
 
 `build_case` gathers it: the file's SHA-256, size and format, the time, the checkpoint used and
-its id, the decision with its probability and reasons, the heatmaps with their faithfulness, a
+its id, the decision (the file's own evidence weighed in: `forensics.decision`) with what
+decided it, the model's probability and reasons, the heatmaps with their faithfulness, a
 patch model's patch map, the model-independent evidence, and the checkpoint card's section on
 where the model must not be trusted. `render_case` writes it as HTML (`forensics.report.html`):
 pictures embedded, nothing fetched, printable.
@@ -19,12 +20,13 @@ from typing import Any
 
 from forensics.atomic import write_text_atomic
 from forensics.card import LIMITS_HEADING, read_card_limits
+from forensics.decision import weigh_explanations, weigh_patch_map
 from forensics.evidence import Evidence, gather_evidence
 from forensics.explain import check_method, check_target
 from forensics.images import MAX_BYTES, ImageSource, _read_bytes, inspect_image
 from forensics.report.html import png_data_uri, render
+from forensics.verdicts import DECIDER_NAMES, Explanation, PatchMap, Verdict
 from forensics.verdicts import DECISION_NAMES as VERDICT_DECISION_NAMES
-from forensics.verdicts import Explanation, PatchMap, Verdict
 
 DEFAULT_TARGETS = ("fake", "real")
 # A verdict's decisions, and an audit's row for a file no model could read.
@@ -90,12 +92,13 @@ def build_case(
     targets: Sequence[str] = DEFAULT_TARGETS,
     evidence: bool = True,
     evidence_views: bool = True,
+    trust_unsigned_metadata: bool = True,
     created: datetime | None = None,
 ) -> Case:
     """The case of one image file (path, bytes or binary file-like: the file's own bytes are
     hashed and read for evidence) judged by `detector` (a Detector or `auto`), with one heatmap
-    per method and target. Raises ImageLoadError for an unreadable file, ValueError for an
-    unknown method or target."""
+    per method and target; the evidence is weighed into the decision (`assemble_case`). Raises
+    ImageLoadError for an unreadable file, ValueError for an unknown method or target."""
     for method in methods:
         check_method(method)
     for target in targets:
@@ -115,6 +118,7 @@ def build_case(
         patch_map = used.patch_map(data)
     board = gather_evidence(data, views=evidence_views) if evidence else None
     return assemble_case(detector, facts, explanations, patch_map=patch_map, evidence=board,
+                         trust_unsigned_metadata=trust_unsigned_metadata,
                          created=created)  # fmt: skip
 
 
@@ -125,12 +129,19 @@ def assemble_case(
     *,
     patch_map: PatchMap | None = None,
     evidence: Evidence | None = None,
+    trust_unsigned_metadata: bool = True,
     created: datetime | None = None,
 ) -> Case:
     """A Case from what was already computed (the Classify page's explanations, an audit's
-    batch): the verdict is the first explanation's, the card the chosen checkpoint's."""
+    batch): the verdict is the first explanation's with `evidence` weighed in
+    (`forensics.decision.weigh_evidence`; None: not read, the model decides), the card the
+    chosen checkpoint's."""
     if not explanations:
         raise ValueError("a case needs at least one explanation")
+    options = {"trust_unsigned_metadata": trust_unsigned_metadata}
+    explanations = weigh_explanations(explanations, evidence, **options)
+    if patch_map is not None:
+        patch_map = weigh_patch_map(patch_map, evidence, **options)
     verdict = explanations[0].verdict
     used = chosen_checkpoint(detector, verdict)
     when = created or datetime.now(UTC)
@@ -206,7 +217,8 @@ def render_case(case: Case, *, command: str | None = None) -> str:
         evidence=evidence,
         limits=limits,
         command=command,
-        decision_names=DECISION_NAMES,
+        decided_by=DECIDER_NAMES[case.verdict.decided_by],
+        model_decision=DECISION_NAMES[case.verdict.model_decision],
     )
 
 
@@ -242,13 +254,18 @@ explain the model, not the image.</p>
 <tr><th>Dimensions</th><td>{{ case.file.width }} x {{ case.file.height }} pixels</td></tr>
 </table></section>
 
-<section><h2>The verdict</h2>
+<section><h2>The decision</h2>
 <p><span class="decision d-{{ verdict.decision }}" data-field="decision">{{
- decision_names[verdict.decision] }}</span></p>
+ verdict.decision_name }}</span></p>
 <table class="facts">
-<tr><th>P(fake)</th><td data-field="prob_fake">{{ verdict.prob_fake | num(4) }} (calibrated; the
- model's raw score {{ verdict.prob_fake_raw | num(4) }}); threshold {{ verdict.threshold | num(2) }}
- </td></tr>
+<tr><th>Decided by</th><td data-field="decided_by" data-value="{{ verdict.decided_by }}">{{
+ decided_by }}{% if verdict.decided_by != "model" %}: {{ verdict.reasons[0] }}{% endif %}</td></tr>
+{% if verdict.provenance %}<tr><th>Provenance</th><td data-field="provenance-summary">{{
+ verdict.provenance }}</td></tr>{% endif %}
+<tr><th>The model's own decision</th><td data-field="model_decision">{{ model_decision }}</td></tr>
+<tr><th>P(fake)</th><td data-field="prob_fake">{{ verdict.prob_fake | num(4) }} (the model's,
+ calibrated; its raw score {{ verdict.prob_fake_raw | num(4) }}); threshold {{ verdict.threshold |
+ num(2) }}</td></tr>
 <tr><th>Thresholded call</th><td>{{ verdict.label }}</td></tr>
 <tr><th>Checkpoint</th><td data-field="checkpoint">{{ verdict.checkpoint or "?" }}{% if
  verdict.routing == "nearest" %} (automatic choice: no shipped model covers this image; this
@@ -266,6 +283,9 @@ explain the model, not the image.</p>
 <li>{{ reason }}</li>{% endfor %}</ul>
 {% else %}<p data-field="reasons">None: the model answers with confidence (every check passed).
 </p>{% endif %}
+<p class="note">What a decision rests on, in this order: a valid signed content credential; a
+generator's metadata, which is unsigned (anyone could write it); then the model's score with
+its checks. A missing credential or stripped metadata proves nothing.</p>
 </section>
 
 <section><h2>Heatmaps and their faithfulness</h2>

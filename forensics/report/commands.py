@@ -9,7 +9,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from forensics.cli import UsageError, _add_engine_option, _load, add_checkpoint_option
+from forensics.cli import (
+    UsageError,
+    _add_engine_option,
+    _load,
+    add_checkpoint_option,
+    add_unsigned_metadata_option,
+)
 
 
 def add_commands(commands) -> None:
@@ -37,13 +43,16 @@ def add_commands(commands) -> None:
         "--pdf", nargs="?", type=Path, const=True, default=None, metavar="FILE.pdf",
         help="also print it to PDF with Chromium (default name: the HTML's, with .pdf)",
     )  # fmt: skip
+    add_unsigned_metadata_option(report)
     _add_engine_option(report)
 
     audit = commands.add_parser(
         "audit",
         help="judge and explain every image in a folder: audit.csv, report.html, case reports",
         description="Audit a folder: OUT/audit.csv (one row per file: path, sha256, decision, "
-        "prob_fake, checkpoint, the first reason, provenance, faithfulness, case report), "
+        "what decided it (its content credential, its metadata or the model), the model's "
+        "P(fake) and own decision, checkpoint, the first reason, provenance, faithfulness, "
+        "case report), "
         "OUT/report.html (counts, a histogram of scores, a sortable row per image with its "
         "thumbnail and heatmap) and a case report per image in OUT/cases/. Files as predict "
         "finds them in a folder (no link is followed out of it); unreadable files are listed "
@@ -66,6 +75,7 @@ def add_commands(commands) -> None:
         "--no-views", action="store_true",
         help="leave the classic forensic views out of the case reports (metadata is kept)",
     )  # fmt: skip
+    add_unsigned_metadata_option(audit)
     _add_engine_option(audit)
 
 
@@ -79,15 +89,16 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must name an .html file, got {args.out}")
     detector = _load(args.checkpoint, args.engine)
     try:
-        case = build_case(detector, args.image, methods=args.method or ("gradcam",))
+        case = build_case(detector, args.image, methods=args.method or ("gradcam",),
+                          trust_unsigned_metadata=not args.ignore_unsigned_metadata)  # fmt: skip
     except ImageLoadError as exc:
         print(f"{args.image}: error: {exc}", file=sys.stderr)
         return 1
     write_case_report(case, args.out, command=shlex.join(["python", "-m", "forensics",
                                                           *sys.argv[1:]]))  # fmt: skip
     verdict = case.verdict
-    print(f"{args.image}: {verdict.decision} (P(fake) {verdict.prob_fake:.4f}, checkpoint "
-          f"{verdict.checkpoint}) -> {args.out}")  # fmt: skip
+    print(f"{args.image}: {verdict.decision} (decided by {verdict.decided_by}; model P(fake) "
+          f"{verdict.prob_fake:.4f}, checkpoint {verdict.checkpoint}) -> {args.out}")  # fmt: skip
     if args.pdf is None:
         return 0
     pdf = args.out.with_suffix(".pdf") if args.pdf is True else args.pdf
@@ -118,6 +129,7 @@ def run_audit(args: argparse.Namespace) -> int:
         result = audit_folder(
             detector, args.folder, args.out, method=args.method,
             faithfulness=args.faithfulness, evidence_views=not args.no_views,
+            trust_unsigned_metadata=not args.ignore_unsigned_metadata,
             batch_size=args.batch_size, record={"command": command},
         )  # fmt: skip
     except ValueError as exc:

@@ -15,8 +15,10 @@ import streamlit as st
 from PIL import Image
 
 from forensics.data import IMAGE_EXTENSIONS
+from forensics.decision import weigh_explanations
 from forensics.detector import Detector, Verdict
 from forensics.evidence import Evidence, gather_evidence
+from forensics.evidence.board import read_provenance
 from forensics.explain import (
     CAM_METHODS,
     SLOW_METHODS,
@@ -34,8 +36,9 @@ from forensics.ui.common import (
     method_label,
     patch_map_cached,
     selected_detector,
+    trusts_unsigned_metadata,
 )
-from forensics.ui.decision import draw_decision
+from forensics.ui.decision import draw_decision, plain_markdown
 from forensics.ui.perturbation import draw_perturbation
 
 TARGET_CHOICES = {
@@ -145,6 +148,12 @@ def show_result(
     except ImageLoadError as exc:
         st.error(f"Cannot read {name}: {exc}")
         return
+    # The file's own claims first (a signed credential, a generator's metadata), then the
+    # pixels: read from the uploaded bytes, without decoding them again.
+    trust_unsigned = trusts_unsigned_metadata()
+    provenance = provenance_cached(data)
+    explanations = weigh_explanations(explanations, provenance,
+                                      trust_unsigned_metadata=trust_unsigned)  # fmt: skip
     verdict = explanations[0].verdict
     draw_decision(verdict, key=item.key, threshold_override=st.session_state.get(THRESHOLD_KEY))
     if verdict.decision == "unsure":
@@ -155,8 +164,10 @@ def show_result(
         if box != explanations[0].box:
             with st.spinner(f"Computing {method} for that patch…"):
                 explanations = [explain_cached(detector, data, method, t, box=box) for t in targets]
+            explanations = weigh_explanations(explanations, provenance,
+                                              trust_unsigned_metadata=trust_unsigned)  # fmt: skip
     draw_heatmaps(item, explanations, method=method, opacity=opacity, verdict=verdict)
-    draw_case_report_button(detector, item, explanations)
+    draw_case_report_button(detector, item, explanations, trust_unsigned=trust_unsigned)
     draw_perturbation(detector, item, method=method, target=target, opacity=opacity)
     draw_evidence(item)
 
@@ -246,7 +257,9 @@ def draw_heatmaps(
     )
 
 
-def draw_case_report_button(detector, item: UploadItem, explanations: list) -> None:
+def draw_case_report_button(
+    detector, item: UploadItem, explanations: list, *, trust_unsigned: bool
+) -> None:
     """The case report of this image (the verdict, these heatmaps, the evidence, the card's
     limits) as one self-contained HTML file, made only when the button is clicked."""
     patch_map = None
@@ -260,7 +273,8 @@ def draw_case_report_button(detector, item: UploadItem, explanations: list) -> N
         except ImageLoadError:
             evidence = None
         case = assemble_case(detector, facts, explanations, patch_map=patch_map,
-                             evidence=evidence)  # fmt: skip
+                             evidence=evidence,
+                             trust_unsigned_metadata=trust_unsigned)  # fmt: skip
         return render_case(case, command="the Classify page")
 
     st.download_button(
@@ -278,6 +292,12 @@ def draw_case_report_button(detector, item: UploadItem, explanations: list) -> N
 @st.cache_data(show_spinner=False, max_entries=32)
 def evidence_cached(data: bytes) -> Evidence:
     return gather_evidence(data)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def provenance_cached(data: bytes) -> Evidence:
+    """What the file claims about its origin (no views): what the decision weighs."""
+    return read_provenance(data)
 
 
 def _evidence_record(data: bytes) -> dict | None:
@@ -304,7 +324,7 @@ def draw_evidence(item: UploadItem) -> None:
         st.error(f"Cannot read {item.name}: {exc}")
         return
     say = st.info if evidence.provenance != "none" else st.caption
-    say(f"**Provenance ({evidence.provenance}):** {_plain(evidence.summary)}")
+    say(f"**Provenance ({evidence.provenance}):** {plain_markdown(evidence.summary)}")
     credential = evidence.content_credential
     if credential is not None:
         trust = (
@@ -314,14 +334,16 @@ def draw_evidence(item: UploadItem) -> None:
             "file is unchanged since it was signed, not who signed it"
         )
         st.caption(
-            f"C2PA credential: {_plain(credential.validation)}"
-            + "".join(f"; {_plain(problem)}" for problem in credential.problems[:3])
+            f"C2PA credential: {plain_markdown(credential.validation)}"
+            + "".join(f"; {plain_markdown(problem)}" for problem in credential.problems[:3])
             + f" ({trust})."
         )
     if evidence.findings:
         with st.expander(f"What the metadata says ({len(evidence.findings)} findings)"):
             for finding in evidence.findings:
-                st.markdown(f"- **{_plain(finding.source)}**: {_plain(finding.claim)}")
+                st.markdown(
+                    f"- **{plain_markdown(finding.source)}**: {plain_markdown(finding.claim)}"
+                )
                 st.text(finding.value[:500])
     columns = [column for _ in range(0, len(evidence.views), 2) for column in st.columns(2)]
     for column, view in zip(columns, evidence.views, strict=False):
@@ -353,12 +375,6 @@ def _enlarge_view(pixels) -> Image.Image:
         return image
     size = (image.width * factor, image.height * factor)
     return image.resize(size, Image.Resampling.NEAREST)
-
-
-def _plain(text: str) -> str:
-    """Metadata text as literal Markdown: a stranger's file must not add links, images or
-    formatting to the page."""
-    return "".join(f"\\{c}" if c in "\\`*_{}[]()<>#+-.!|~$" else c for c in text)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -20,6 +20,7 @@ from forensics.scan import load_or_build_manifest, manifest_cache_folder, read_c
 CHECKPOINT_KEY = "checkpoint_dir"
 DATASET_KEY = "dataset_root"
 THRESHOLD_KEY = "threshold_override"
+UNSIGNED_KEY = "trust_unsigned_metadata"
 OTHER_CHECKPOINT = "Another folder…"
 NO_DATASET_HINT = (
     "Set a dataset folder (or .zip) in the sidebar, e.g. ../shared/data/cifake, or download a "
@@ -70,6 +71,14 @@ def draw_sidebar() -> None:
     else:
         directory = str(shipped[choice])
     st.session_state[CHECKPOINT_KEY] = directory
+    st.session_state[UNSIGNED_KEY] = st.sidebar.toggle(
+        "Let a generator's unsigned metadata decide",
+        value=st.session_state.get(UNSIGNED_KEY, True),
+        help="A file whose metadata says a generator made it (a Stable Diffusion parameters "
+        "chunk, a ComfyUI graph, an XMP CreatorTool or digital source type) is decided "
+        "'AI-generated', saying it is unsigned. Off: only the pixels and signed content "
+        "credentials decide; the metadata is still shown.",
+    )
     st.sidebar.header("Data")
     dataset = st.sidebar.text_input(
         "Dataset folder or .zip",
@@ -103,6 +112,11 @@ def selected_detector(*, per_image: bool = False) -> Detector | AutoDetector | N
     except ValueError as exc:  # no shipped checkpoint can route
         st.error(f"Automatic choice is not available: {exc}. Pick a checkpoint in the sidebar.")
     return None
+
+
+def trusts_unsigned_metadata() -> bool:
+    """The sidebar's choice: may a generator's unsigned metadata decide?"""
+    return bool(st.session_state.get(UNSIGNED_KEY, True))
 
 
 def selected_threshold(detector: Detector) -> float:

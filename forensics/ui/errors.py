@@ -27,6 +27,7 @@ from forensics.ui.common import (
     selected_threshold,
 )
 from forensics.ui.results import choose_results
+from forensics.verdicts import DECIDER_NAMES
 
 KINDS = {
     "false_positive": "False positives (real called fake)",
@@ -42,8 +43,8 @@ REASON_CHARS = 60  # of the first reason in a thumbnail's caption; the detail ha
 
 def classify_rows(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Add `verdict`, `kind` and `confidence` (probability of the verdict) at `threshold`, and
-    the recorded `decision` and `reasons` (for a table made before decisions: the call at
-    `threshold`, and no reasons)."""
+    the recorded `decision`, `reasons` and `decided_by` (for a table made before decisions: the
+    call at `threshold`, no reasons, decided by the model)."""
     fake = table["prob_fake"].to_numpy() >= threshold
     label = table["label"].to_numpy()
     kind = np.where(
@@ -51,6 +52,9 @@ def classify_rows(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
     )
     verdict = np.where(fake, "fake", "real")
     reasons = table["reasons"].fillna("").astype(str) if "reasons" in table else ""
+    decided_by = (
+        table["decided_by"].fillna("model").astype(str) if "decided_by" in table else "model"
+    )
     return table.assign(
         verdict=verdict,
         kind=kind,
@@ -58,6 +62,7 @@ def classify_rows(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
         # Without recorded decisions every image is answered, with the call shown here.
         decision=decisions_of(table.assign(predicted=verdict)),
         reasons=reasons,
+        decided_by=decided_by,
     )
 
 
@@ -99,6 +104,8 @@ def thumbnail_caption(row) -> str:
     """Unsure where the model did not answer, the thresholded kind, P(fake), the file name and
     the reasons, shortened."""
     parts = ["Unsure"] if row.decision == "unsure" else []
+    if getattr(row, "decided_by", "model") != "model":
+        parts.append(f"decided by its {row.decided_by}")
     parts.append(KINDS.get(row.kind, row.kind.capitalize()).split(" (")[0])
     parts += [f"P(fake) {row.prob_fake:.3f}", row.path.rsplit("/", 1)[-1]]
     if row.reasons:
@@ -129,6 +136,14 @@ def errors_page() -> None:
             else "no decisions recorded, so none unsure."
         )
     )
+    by_evidence = rows[rows["decided_by"] != "model"]
+    if not by_evidence.empty:
+        counted = by_evidence["decided_by"].value_counts()
+        st.caption(
+            "Decided by the file's own evidence, not the model: "
+            + ", ".join(f"{n:,} by its {by}" for by, n in counted.items())
+            + ". The thresholded kinds above are the model's calls on them."
+        )
     filters = st.columns([2, 2, 1])
     kinds = filters[0].multiselect(
         "Show",
@@ -246,6 +261,7 @@ def draw_detail(detector: Detector, store: ImageStore, shown: pd.DataFrame) -> N
                 "true": [row["true"]],
                 "verdict": [row["verdict"]],
                 "decision": [row["decision"]],
+                "decided by": [DECIDER_NAMES.get(row["decided_by"], row["decided_by"])],
                 "reasons": [row["reasons"] or "(none)"],
                 "P(fake)": [f"{row['prob_fake']:.4f}"],
                 "size": [f"{size[0]}x{size[1]}"],

@@ -19,7 +19,12 @@ from forensics.evaluation import (
     write_evaluation,
 )
 from forensics.scan import default_cache_dir
-from forensics.ui.common import NO_DATASET_HINT, scan_dataset, selected_dataset
+from forensics.ui.common import (
+    NO_DATASET_HINT,
+    scan_dataset,
+    selected_dataset,
+    trusts_unsigned_metadata,
+)
 
 STORED = "Stored evaluation (shipped with the checkpoint)"
 ON_DATASET = "Evaluate on the sidebar's dataset"
@@ -271,6 +276,8 @@ def evaluate_rows(
     (with a progress bar) and cached, keyed by the weights' and trust profile's ids, the rows'
     fingerprint and whether the stability check ran."""
     checks = "stable" if stability else "nostab"
+    trust_unsigned = trusts_unsigned_metadata()
+    checks += "" if trust_unsigned else "_pixels"  # unsigned metadata decided nothing
     cache_key = (
         f"{detector.checkpoint_id}_{dataset_fingerprint(rows)}_{detector.trust_id}_{checks}_{split}"
     )
@@ -291,6 +298,7 @@ def evaluate_rows(
             root,
             rows,
             stability=stability,
+            trust_unsigned_metadata=trust_unsigned,
             progress=False,
             progress_callback=lambda done, total: bar.progress(
                 done / total, text=f"Evaluating: {done:,} of {total:,} images"
