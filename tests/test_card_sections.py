@@ -165,3 +165,18 @@ def test_cross_source_rewrites_the_table_a_model_card_quotes(tmp_path: Path, cap
     argv = [str(tmp_path), "--set", "x=/nowhere", "--card", str(bare)]
     assert cross_source.main(argv) == 2
     assert "has no cross_source section to rewrite" in capsys.readouterr().err
+
+
+def test_every_shipped_card_says_what_a_decision_rests_on(tmp_path: Path) -> None:
+    from forensics.checkpoint import shipped_checkpoints
+    from training.card import DECISION_SECTION, DECISION_TEXT, main, read_card_section
+
+    for checkpoint in shipped_checkpoints():
+        section = read_card_section(checkpoint / "MODEL_CARD.md", DECISION_SECTION)
+        assert section == DECISION_TEXT.strip("\n"), checkpoint
+    # The command writes it into a card of any checkpoint, once however often it runs.
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# A card\n", encoding="utf-8")
+    assert main([str(tmp_path)]) == 0 and main([str(tmp_path)]) == 0
+    text = card.read_text(encoding="utf-8")
+    assert text.startswith("# A card\n") and text.count("## What a decision rests on") == 1

@@ -67,6 +67,7 @@ def test_publish_writes_a_self_consistent_checkpoint(finished_run: Path, tmp_pat
     assert f"{100 * metrics['accuracy']:.2f}%" in card
     assert "| other | 6 |" in card
     assert not re.search(r"\{\w+\}", card)  # every template field was filled
+    assert "<!-- decision:start -->\n## What a decision rests on" in card
     # Every figure the template part of the card shows is a value of the files it cites.
     values = checkpoint_values(dest, BENCHMARK)
     assert uncited(template_part(card), values, TEMPLATE_FIGURES["model_card_cifake.md"]) == []

@@ -32,7 +32,7 @@ from forensics.robustness import STORED_FOLDER
 from forensics.scan import load_or_build_manifest
 from forensics.trust import save_trust_profile
 from training.bench_stems import recorded_throughput
-from training.card import CARD_FILE, write_card_section
+from training.card import CARD_FILE, write_card_section, write_decision_section
 from training.cross_source import card_table
 from training.fit_trust import TRUST_SECTION, describe_dataset, describe_trust, fit_trust_profile
 from training.robustness import DEFAULT_MAX_IMAGES, sweep_test_split
@@ -123,6 +123,7 @@ def publish(
     )
     write_text_atomic(dest / CARD_FILE, card)
     write_card_section(dest / CARD_FILE, TRUST_SECTION, describe_trust(meta["trust"], metrics))
+    write_decision_section(dest / CARD_FILE)
     if robustness_max_images is not None:
         sweep_test_split(
             dest, root, manifest, run_dir / "robustness", max_images=robustness_max_images
