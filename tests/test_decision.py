@@ -433,3 +433,22 @@ def test_evaluate_counts_decisions_by_what_decided_them(tmp_path: Path, capsys) 
                      "--out", str(out), "--ignore-unsigned-metadata"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["decided_by"] == {"credential": 2, "metadata": 0, "model": 2}
+
+
+def test_a_plain_file_is_told_apart_by_its_headers_alone() -> None:
+    from forensics.evidence.board import may_carry_claims
+    from tests.conftest import image_bytes
+    from tests.evidence_files import PROVENANCE_FILES, ai_xmp_jpeg, photoshop_jpeg
+
+    plain = photo_like(3)
+    assert not may_carry_claims(image_bytes(plain, "JPEG", quality=90))
+    assert not may_carry_claims(image_bytes(plain, "PNG"))
+    for make in (ai_xmp_jpeg, photoshop_jpeg, camera_jpeg, a1111_png, ai_signed_png,
+                 composite_signed_jpeg, capture_signed_png):  # fmt: skip
+        assert may_carry_claims(make()), make.__name__
+    assert may_carry_claims(image_bytes(plain, "JPEG", comment=b"made with Midjourney"))
+    assert may_carry_claims(image_bytes(plain, "WEBP"))  # other formats: always read in full
+    # What the headers rule out, the full reading finds nothing in either.
+    for make, provenance in PROVENANCE_FILES.values():
+        if provenance == "none":
+            assert read_provenance(make()).provenance == "none"

@@ -112,6 +112,8 @@ def read_provenance(data: bytes) -> Evidence:
     reaches), so a decision can weigh a file's claims at almost no cost beside its verdict. A
     file that is not an image has no claims here; `load_image` is what says why it is refused.
     """
+    if not may_carry_claims(data):  # most files: a plain JPEG or PNG, said at once
+        return _evidence([], None, [])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -121,6 +123,42 @@ def read_provenance(data: bytes) -> Evidence:
         return _evidence([], None, [])
     findings, credential, _ = _origin_claims(data, image_format)
     return _evidence(findings, credential, [])
+
+
+# JPEG segments that can hold a claim: APP1 (EXIF, XMP), APP11 (C2PA's JUMBF), APP13 (IPTC),
+# COM (a comment); and PNG chunks: text, EXIF, C2PA's caBX.
+JPEG_CLAIM_MARKERS = frozenset((0xE1, 0xEB, 0xED, 0xFE))
+PNG_CLAIM_CHUNKS = frozenset((*PNG_METADATA_CHUNKS, b"caBX"))
+JPEG_START_OF_SCAN = 0xDA
+
+
+def may_carry_claims(data: bytes) -> bool:
+    """False only for a JPEG or PNG with no segment or chunk where metadata lives (walking the
+    headers, not parsing them): what a dataset scan meets most, read in microseconds. Every
+    other file may carry claims and is read in full."""
+    if data.startswith(PNG_SIGNATURE):
+        offset = len(PNG_SIGNATURE)
+        while offset + 8 <= len(data):
+            (length,) = struct.unpack(">I", data[offset : offset + 4])
+            kind = data[offset + 4 : offset + 8]
+            if kind in PNG_CLAIM_CHUNKS:
+                return True
+            if kind == b"IEND":
+                return False
+            offset += 12 + length
+        return True  # truncated: let the full reading (and the loader) judge it
+    if not data.startswith(b"\xff\xd8"):
+        return True
+    offset = 2
+    while offset + 4 <= len(data) and data[offset] == 0xFF:
+        marker = data[offset + 1]
+        if marker in JPEG_CLAIM_MARKERS:
+            return True
+        if marker == JPEG_START_OF_SCAN:
+            return False  # the header is over: what follows is image data
+        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
+        offset += 2 + length
+    return True  # an unusual layout: read it in full
 
 
 def _origin_claims(data: bytes, image_format: str | None):
