@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,12 +28,8 @@ PROVENANCES = ("generator", "camera", "edited", "none")  # strongest first
 NO_PROVENANCE = "no provenance metadata (most platforms strip it; its absence proves nothing)"
 EDIT_ACTIONS = ("c2pa.opened", "c2pa.created", "c2pa.placed")  # not edits in themselves
 COMPACT_VALUE_CHARS = 200  # a finding's raw value as a dataset's manifest keeps it
-PNG_METADATA_CHUNKS = (
-    b"tEXt",
-    b"zTXt",
-    b"iTXt",
-    b"eXIf",
-)  # PIL finds these after the pixels by decoding
+# PNG chunks that PIL finds after the image data only by decoding it.
+PNG_METADATA_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"eXIf")
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ def gather_evidence(source: ImageSource, *, views: bool = True) -> Evidence:
         raise ImageLoadError("evidence needs the file (path, bytes or file-like), not pixels")
     data = _read_bytes(source, MAX_BYTES)
     rgb, info = read_image(data)
-    findings, credential, tables = _origin_claims(data, info.format)
+    findings, credential, tables = _origin_claims(data)
     shown = []
     if views:
         pixels = np.asarray(rgb)
@@ -114,14 +111,8 @@ def read_provenance(data: bytes) -> Evidence:
     """
     if not may_carry_claims(data):  # most files: a plain JPEG or PNG, said at once
         return _evidence([], None, [])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as opened:
-                image_format = opened.format
-    except Exception:  # not an image, or a broken header: the verdict's loader reports it
-        return _evidence([], None, [])
-    findings, credential, _ = _origin_claims(data, image_format)
+    # Not an image, or a broken header: no claims (the verdict's loader says what is wrong).
+    findings, credential, _ = _origin_claims(data)
     return _evidence(findings, credential, [])
 
 
@@ -137,15 +128,11 @@ def may_carry_claims(data: bytes) -> bool:
     headers, not parsing them): what a dataset scan meets most, read in microseconds. Every
     other file may carry claims and is read in full."""
     if data.startswith(PNG_SIGNATURE):
-        offset = len(PNG_SIGNATURE)
-        while offset + 8 <= len(data):
-            (length,) = struct.unpack(">I", data[offset : offset + 4])
-            kind = data[offset + 4 : offset + 8]
+        for kind in _png_chunk_kinds(data):
             if kind in PNG_CLAIM_CHUNKS:
                 return True
             if kind == b"IEND":
                 return False
-            offset += 12 + length
         return True  # truncated: let the full reading (and the loader) judge it
     if not data.startswith(b"\xff\xd8"):
         return True
@@ -161,9 +148,9 @@ def may_carry_claims(data: bytes) -> bool:
     return True  # an unusual layout: read it in full
 
 
-def _origin_claims(data: bytes, image_format: str | None):
+def _origin_claims(data: bytes):
     """(findings, the credential, JPEG tables) of a file: its credential's finding first."""
-    findings, tables = _file_metadata(data)
+    findings, tables, image_format = _file_metadata(data)
     credential = read_content_credential(data, image_format)
     if credential is not None:
         findings.insert(0, credential_finding(credential))
@@ -233,18 +220,21 @@ def summarize(
     return line
 
 
-def _file_metadata(data: bytes) -> tuple[list[Finding], dict | None]:
-    """Findings and JPEG quantisation tables of the file."""
+def _file_metadata(data: bytes) -> tuple[list[Finding], dict | None, str | None]:
+    """Findings, JPEG quantisation tables and PIL's name for the format of the file (None
+    where PIL cannot open it)."""
+    image_format = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd metadata; it is reported as data
             with Image.open(io.BytesIO(data)) as opened:
+                image_format = opened.format
                 tables = getattr(opened, "quantization", None) if opened.format == "JPEG" else None
                 trailing = opened.format == "PNG" and png_metadata_after_image(data)
                 findings = read_metadata(opened, trailing_text=trailing)
-                return findings, dict(tables) if tables else None
+                return findings, dict(tables) if tables else None, image_format
     except Exception:  # decodable pixels with unreadable metadata: the pixels still speak
-        return [], None
+        return [], None, image_format
 
 
 def png_metadata_after_image(data: bytes) -> bool:
@@ -253,14 +243,22 @@ def png_metadata_after_image(data: bytes) -> bool:
     only."""
     if not data.startswith(PNG_SIGNATURE):
         return False
-    offset, seen_image = len(PNG_SIGNATURE), False
-    while offset + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
-        kind = data[offset + 4 : offset + 8]
+    seen_image = False
+    for kind in _png_chunk_kinds(data):
         seen_image = seen_image or kind == b"IDAT"
         if seen_image and kind in PNG_METADATA_CHUNKS:
             return True
-        if kind == b"IEND":
-            return False
-        offset += 12 + length
     return False
+
+
+def _png_chunk_kinds(data: bytes) -> Iterator[bytes]:
+    """The type of each chunk of a PNG file, in order, up to IEND or the end of the data (by
+    the chunk lengths: no payload is read)."""
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        yield kind
+        if kind == b"IEND":
+            return
+        offset += 12 + length
